@@ -1,0 +1,122 @@
+"""Every option as a frozen dataclass, validated once; no global state.
+
+``SwapConfig`` says *how* faces are chosen, swapped and blended; ``RuntimeConfig`` says *where*
+models come from and run. Both are passed down explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+SelectorMode = Literal["reference", "one", "many"]
+FaceOrder = Literal[
+    "large-small", "small-large", "left-right", "right-left",
+    "top-bottom", "bottom-top", "best-worst", "worst-best",
+]
+ColorMatch = Literal["lab", "histogram", "yuv-luma", "none"]
+BlendMode = Literal["alpha", "poisson"]
+Expression = Literal["target", "source"]
+
+SELECTOR_MODES: tuple[str, ...] = ("reference", "one", "many")
+FACE_ORDERS: tuple[str, ...] = (
+    "large-small", "small-large", "left-right", "right-left",
+    "top-bottom", "bottom-top", "best-worst", "worst-best",
+)
+MASK_TYPES: tuple[str, ...] = ("box", "oval", "area")
+MASK_AREAS: tuple[str, ...] = ("face", "upper-face", "lower-face", "eyes", "brows", "nose", "mouth")
+COLOR_MATCHES: tuple[str, ...] = ("lab", "histogram", "yuv-luma", "none")
+BLEND_MODES: tuple[str, ...] = ("alpha", "poisson")
+EXPRESSIONS: tuple[str, ...] = ("target", "source")
+
+@dataclass(frozen=True)
+class SwapConfig:
+    """How faces are selected, swapped and blended.
+
+    Fractions (``mask_blur``, ``mask_erode``, ``mask_padding``) are relative to the face width so
+    that the same settings suit a 60 px and a 600 px face.
+    """
+
+    # selection
+    face_selector_mode: SelectorMode = "reference"
+    face_selector_order: FaceOrder = "large-small"
+    reference_face_position: int = 0
+    reference_face_distance: float = 0.6
+    face_detector_score: float = 0.5
+    # built-in mesh swapper
+    face_shape_weight: float = 0.75
+    expression: Expression = "target"
+    swap_resolution: int = 256
+    # masks
+    face_mask_types: tuple[str, ...] = ("oval",)
+    face_mask_areas: tuple[str, ...] = ("face",)
+    face_mask_blur: float = 0.035
+    face_mask_erode: float = 0.03
+    face_mask_padding: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    occlusion_gate: bool = False
+    # colour and blend
+    color_match: ColorMatch = "lab"
+    blend: BlendMode = "alpha"
+
+    def __post_init__(self) -> None:
+        _choice("face_selector_mode", self.face_selector_mode, SELECTOR_MODES)
+        _choice("face_selector_order", self.face_selector_order, FACE_ORDERS)
+        _choice("color_match", self.color_match, COLOR_MATCHES)
+        _choice("blend", self.blend, BLEND_MODES)
+        _choice("expression", self.expression, EXPRESSIONS)
+        if not self.face_mask_types:
+            raise ConfigError("face_mask_types: give at least one of " + ", ".join(MASK_TYPES))
+        for t in self.face_mask_types:
+            _choice("face_mask_types", t, MASK_TYPES)
+        for a in self.face_mask_areas:
+            _choice("face_mask_areas", a, MASK_AREAS)
+        _range("face_shape_weight", self.face_shape_weight, 0.0, 1.0)
+        _range("reference_face_distance", self.reference_face_distance, 0.0, 2.0)
+        _range("face_detector_score", self.face_detector_score, 0.0, 1.0)
+        _range("face_mask_blur", self.face_mask_blur, 0.0, 0.5)
+        _range("face_mask_erode", self.face_mask_erode, 0.0, 0.5)
+        if len(self.face_mask_padding) != 4:
+            raise ConfigError("face_mask_padding: give four fractions: top right bottom left")
+        for p in self.face_mask_padding:
+            _range("face_mask_padding", p, 0.0, 1.0)
+        if self.reference_face_position < 0:
+            raise ConfigError("reference_face_position must be 0 or more")
+        if not 64 <= self.swap_resolution <= 1024:
+            raise ConfigError("swap_resolution must be between 64 and 1024 pixels")
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where models come from and how they run.
+
+    ``execution_providers`` is the user's order of preference (``("cuda", "cpu")``); empty means
+    the best the installed onnxruntime offers. ``home`` overrides the cache root
+    (``SWAPLINE_HOME``), ``model_dir`` is a folder of model files the user already has.
+    """
+
+    execution_providers: tuple[str, ...] = ()
+    execution_device_id: int = 0
+    intra_op_threads: int = 0
+    home: Path | None = None
+    model_dir: Path | None = None
+    offline: bool = False
+
+def config_from_kwargs(cls: type[Any], options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Build ``cls`` from the keys of ``options`` that are its fields; return it and the rest."""
+    names = {f.name for f in fields(cls)}
+    mine = {k: v for k, v in options.items() if k in names}
+    rest = {k: v for k, v in options.items() if k not in names}
+    for k, v in list(mine.items()):
+        if isinstance(v, list):
+            mine[k] = tuple(v)
+    return cls(**mine), rest
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+
+def _range(name: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= float(value) <= hi:
+        raise ConfigError(f"{name} must be between {lo:g} and {hi:g} (got {value:g})")
