@@ -1,0 +1,100 @@
+"""``swapline models list | prepare | verify``: the model store on the command line.
+
+``register(subparsers)`` adds the command to the main parser; ``run(args, runtime)`` carries it
+out and returns the exit code. Errors from the store (:class:`~swapline.errors.ModelError`) are
+left to the main CLI, which prints them as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .config import RuntimeConfig
+from .models.catalog import DEFAULT_MODELS
+from .models.store import ModelStatus, ModelStore
+
+
+def register(subparsers: Any) -> None:
+    """Add ``models`` with its sub-commands to an ``argparse`` sub-parser collection."""
+    parser = subparsers.add_parser(
+        "models",
+        help="list, prepare or verify the model files",
+        description="Show which models are at hand, fetch and convert the defaults, re-check hashes.",
+    )
+    sub = parser.add_subparsers(dest="models_command", metavar="{list,prepare,verify}")
+    sub.required = True
+    sub.add_parser("list", help="show every catalogue model: role, state, size, licence")
+    prep = sub.add_parser(
+        "prepare",
+        help=f"fetch, verify and convert models (default: {', '.join(DEFAULT_MODELS)})",
+    )
+    prep.add_argument("names", nargs="*", metavar="NAME", help="models to prepare (default: the default set)")
+    prep.add_argument("--all", action="store_true", help="prepare every catalogue model")
+    sub.add_parser("verify", help="re-hash every file at hand; bad cached files are deleted")
+
+
+def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None = None) -> int:
+    """Carry out ``args.models_command``; 0 when all is well, 1 when a check failed."""
+    stream = out if out is not None else sys.stdout
+    store = ModelStore(runtime, progress=sys.stderr.isatty(), notify=lambda line: print(line, file=sys.stderr))
+    command = getattr(args, "models_command", None) or "list"
+    if command == "list":
+        rows = store.status()
+        print(format_status(rows), file=stream)
+        print(f"cache: {store.models_dir}" + (f"; model dir: {store.model_dir}" if store.model_dir else ""),
+              file=stream)
+        return 1 if any(r.state == "corrupt" for r in rows) else 0
+    if command == "prepare":
+        names: Sequence[str] | None
+        if getattr(args, "all", False):
+            names = list(store.catalog)
+        else:
+            names = list(getattr(args, "names", None) or []) or None
+        paths = store.prepare(names)
+        for path in paths:
+            print(f"ready  {path}", file=stream)
+        return 0
+    if command == "verify":
+        checks = store.verify()
+        for name, ok, message in checks:
+            print(f"{'ok ' if ok else 'BAD'}  {name:<16} {message}", file=stream)
+        bad = sum(1 for _, ok, _ in checks if not ok)
+        if bad:
+            print(f"{bad} file(s) failed; cached ones were deleted and will be fetched again", file=stream)
+        return 1 if bad else 0
+    print(f"unknown models command {command!r}", file=sys.stderr)
+    return 2
+
+
+def format_status(rows: Sequence[ModelStatus]) -> str:
+    """A plain-text table: name (``*`` marks a default), role, state, size, licence, where."""
+    header = ("name", "role", "state", "size", "licence", "where")
+    body = [
+        (
+            r.name + (" *" if r.default else ""),
+            r.role,
+            r.state,
+            _size(r.size),
+            r.licence,
+            r.where,
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *body]:
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
+        lines.append("  ".join(cells + [str(row[-1])]).rstrip())
+    lines.append("* = default model")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f} MB"
+    if n >= 1_000:
+        return f"{n / 1e3:.0f} kB"
+    return f"{n} B"
