@@ -1,0 +1,181 @@
+"""Colour matching of the warped source face to the target crop.
+
+All functions take ``face`` (the warped source, ``(H, W, 3) uint8`` BGR), ``target`` (the target
+crop, same shape) and ``stats_mask`` (``(H, W)`` bool: skin pixels, e.g. cheek/nose/chin
+patches, where statistics are computed in both images) and return a new ``(H, W, 3) uint8`` BGR
+image: every pixel of the crop is transformed, the mask only selects the statistics. With fewer
+than ``MIN_PIXELS`` statistics pixels there is nothing to learn from and ``face`` is returned
+unchanged (a copy).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from swapline.config import COLOR_MATCHES
+from swapline.errors import ConfigError
+
+MIN_PIXELS = 16
+STD_RATIO_RANGE = (0.5, 2.0)
+
+
+def _stats_mask(stats_mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(stats_mask)
+    return m if m.dtype == np.bool_ else m > 0.5
+
+
+def _lab(img: np.ndarray) -> np.ndarray:
+    """``(H, W, 3) uint8`` BGR -> float32 CIELAB (L 0..100, a/b about -128..127)."""
+    return cv2.cvtColor(img.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_BGR2LAB)
+
+
+def _from_lab(lab: np.ndarray) -> np.ndarray:
+    bgr = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    return _to_uint8(bgr, 255.0)
+
+
+def _to_uint8(img: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """float32 -> uint8: scale, round to nearest, saturate (negatives clamped to 0 first, as
+    cv2.convertScaleAbs alone would take ``|x|``)."""
+    return cv2.convertScaleAbs(cv2.max(img, 0.0), alpha=scale)
+
+
+def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray:
+    """Reinhard colour transfer in CIELAB: face statistics -> target statistics.
+
+    Per channel: ``out = (face - mean_f) * clip(std_t / std_f, 0.5, 2) + mean_t`` with means and
+    standard deviations over ``stats_mask``. Returns ``(H, W, 3) uint8`` BGR.
+    """
+    mask = _stats_mask(stats_mask)
+    if np.count_nonzero(mask) < MIN_PIXELS:
+        return face.copy()
+    lab_f = _lab(face)
+    lab_t = _lab(target)
+    sf = lab_f[mask]
+    st = lab_t[mask]
+    mean_f, std_f = sf.mean(axis=0), sf.std(axis=0)
+    mean_t, std_t = st.mean(axis=0), st.std(axis=0)
+    ratio = np.clip(std_t / np.maximum(std_f, 1e-3), *STD_RATIO_RANGE)
+    offset = mean_t - mean_f * ratio
+    affine = np.zeros((3, 4), dtype=np.float32)
+    affine[np.arange(3), np.arange(3)] = ratio
+    affine[:, 3] = offset
+    return _from_lab(cv2.transform(lab_f, affine))
+
+
+# --- histogram matching ----------------------------------------------------------------------
+
+_SLOPE_RANGE = (0.5, 2.0)
+
+
+def _gauss1d(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth a 1-D float64 array with a Gaussian (edge values extended)."""
+    r = int(np.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    padded = np.pad(x, r, mode="edge")
+    return np.convolve(padded, k, mode="valid")
+
+
+def _match_lut(src: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Smooth monotone ``(256,) float64`` map from ``src`` values to ``ref`` values (uint8 samples).
+
+    CDF matching between Gaussian-smoothed histograms, trusted only between the 0.5 % and 99.5 %
+    quantiles of ``src``; outside, the map continues with the mean/std slope (clamped like
+    ``lab_transfer``) so values absent from the skin patch (teeth, eye whites, hair) are not thrown
+    to the histogram's extremes. Slopes are clipped to 0.25..4 and the map smoothed again.
+    """
+    bins = np.arange(256, dtype=np.float64)
+    hs = _gauss1d(np.bincount(src, minlength=256).astype(np.float64), 2.0) + 1e-6 * len(src)
+    hr = _gauss1d(np.bincount(ref, minlength=256).astype(np.float64), 2.0) + 1e-6 * len(ref)
+    cs = np.cumsum(hs) / hs.sum()
+    cr = np.cumsum(hr) / hr.sum()
+    # CDF value at bin centres (midpoint rule) for an unbiased match.
+    cs_mid = cs - 0.5 * hs / hs.sum()
+    cr_mid = cr - 0.5 * hr / hr.sum()
+    lut = np.interp(cs_mid, cr_mid, bins)
+    lo, hi = np.percentile(src, [0.5, 99.5])
+    lo, hi = int(np.floor(lo)), int(np.ceil(hi))
+    ratio = float(np.clip(ref.std() / max(src.std(), 1e-3), *STD_RATIO_RANGE))
+    lut[:lo] = lut[lo] + (bins[:lo] - lo) * ratio
+    lut[hi + 1:] = lut[hi] + (bins[hi + 1:] - hi) * ratio
+    slopes = np.clip(np.diff(lut), *_SLOPE_RANGE)
+    mid = (lo + hi) // 2
+    rebuilt = np.concatenate([[0.0], np.cumsum(slopes)])
+    lut = rebuilt - rebuilt[mid] + lut[mid]
+    lut = _gauss1d(lut, 1.5)
+    return lut
+
+
+def histogram_match(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray:
+    """Per-channel histogram matching in 8-bit CIELAB with a smooth, monotone map.
+
+    Each of L, a, b is mapped by a lookup table built from the two images' skin histograms (see
+    ``_match_lut``): smoothed histograms, slope-limited (0.25..4), linear mean/std extension
+    beyond the skin's 0.5..99.5 % range. Working in LAB instead of B, G, R keeps hue from drifting
+    at the extremes (no red/magenta specks). Returns ``(H, W, 3) uint8`` BGR.
+    """
+    mask = _stats_mask(stats_mask)
+    if np.count_nonzero(mask) < MIN_PIXELS:
+        return face.copy()
+    lab_f = cv2.cvtColor(face, cv2.COLOR_BGR2LAB)
+    lab_t = cv2.cvtColor(target, cv2.COLOR_BGR2LAB)
+    sf = lab_f[mask]
+    st = lab_t[mask]
+    luts = np.stack([_match_lut(sf[:, c], st[:, c]) for c in range(3)], axis=-1)
+    lut = np.clip(np.rint(luts), 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    out = cv2.LUT(lab_f, lut)
+    return cv2.cvtColor(out, cv2.COLOR_LAB2BGR)
+
+
+# --- luminance preserving -------------------------------------------------------------------
+
+def yuv_luma(
+    face: np.ndarray,
+    target: np.ndarray,
+    stats_mask: np.ndarray,
+    detail_sigma: float | None = None,
+) -> np.ndarray:
+    """Target luminance, source chroma (YUV, BT.601 as in ``cv2.COLOR_BGR2YUV``).
+
+    ``U, V``: the face's chroma shifted by the difference of the skin means (target - face), so
+    the source's colour pattern (lips, cheeks, eyes) stays but sits on the target's skin tone.
+    ``Y``: the target's Y unchanged when ``detail_sigma`` is None (default): the target's lighting
+    and shading are kept exactly (the source contributes only colour). With ``detail_sigma`` (px)
+    ``Y = blur(Y_target) + (Y_face - blur(Y_face))``: the target's lighting (low frequencies),
+    the source's detail. Pixels whose colour falls outside the RGB gamut are clipped, so Y can move
+    there by the clipping. Returns ``(H, W, 3) uint8`` BGR.
+    """
+    mask = _stats_mask(stats_mask)
+    yuv_f = cv2.cvtColor(face.astype(np.float32), cv2.COLOR_BGR2YUV)
+    yuv_t = cv2.cvtColor(target.astype(np.float32), cv2.COLOR_BGR2YUV)
+    out = np.empty_like(yuv_f)
+    if detail_sigma is None:
+        out[..., 0] = yuv_t[..., 0]
+    else:
+        s = float(detail_sigma)
+        yt = cv2.GaussianBlur(yuv_t[..., 0], (0, 0), s)
+        yf = yuv_f[..., 0]
+        out[..., 0] = yt + yf - cv2.GaussianBlur(yf, (0, 0), s)
+    if np.count_nonzero(mask) >= MIN_PIXELS:
+        shift = yuv_t[mask][:, 1:].mean(axis=0) - yuv_f[mask][:, 1:].mean(axis=0)
+    else:
+        shift = np.zeros(2, dtype=np.float32)
+    out[..., 1:] = yuv_f[..., 1:] + shift.astype(np.float32)
+    bgr = cv2.cvtColor(out, cv2.COLOR_YUV2BGR)
+    return _to_uint8(bgr)
+
+
+def match_color(mode: str, face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray:
+    """Dispatch on ``mode`` (``swapline.config.COLOR_MATCHES``): ``"lab"`` (default),
+    ``"histogram"``, ``"yuv-luma"`` or ``"none"`` (a copy of ``face``). Returns ``(H, W, 3) uint8``."""
+    if mode == "lab":
+        return lab_transfer(face, target, stats_mask)
+    if mode == "histogram":
+        return histogram_match(face, target, stats_mask)
+    if mode == "yuv-luma":
+        return yuv_luma(face, target, stats_mask)
+    if mode == "none":
+        return face.copy()
+    raise ConfigError(f"unknown colour match {mode!r}: use one of " + ", ".join(COLOR_MATCHES))
