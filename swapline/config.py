@@ -6,9 +6,9 @@ models come from and run. Both are passed down explicitly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from .errors import ConfigError
 
@@ -102,16 +102,6 @@ class RuntimeConfig:
     home: Path | None = None
     model_dir: Path | None = None
     offline: bool = False
-
-def config_from_kwargs(cls: type[Any], options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Build ``cls`` from the keys of ``options`` that are its fields; return it and the rest."""
-    names = {f.name for f in fields(cls)}
-    mine = {k: v for k, v in options.items() if k in names}
-    rest = {k: v for k, v in options.items() if k not in names}
-    for k, v in list(mine.items()):
-        if isinstance(v, list):
-            mine[k] = tuple(v)
-    return cls(**mine), rest
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:

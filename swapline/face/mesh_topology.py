@@ -36,6 +36,9 @@ LEFT_EYE_UPPER: tuple[int, ...] = (263, 466, 388, 387, 386, 385, 384, 398, 362)
 LEFT_EYE_LOWER: tuple[int, ...] = (263, 249, 390, 373, 374, 380, 381, 382, 362)
 RIGHT_EYE_UPPER: tuple[int, ...] = (33, 246, 161, 160, 159, 158, 157, 173, 133)
 RIGHT_EYE_LOWER: tuple[int, ...] = (33, 7, 163, 144, 145, 153, 154, 155, 133)
+# Upper and lower inner-lip runs, mouth corner to mouth corner (for the inner-mouth fill).
+LIPS_INNER_UPPER: tuple[int, ...] = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LIPS_INNER_LOWER: tuple[int, ...] = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 # Brows and nose are not simple loops in MediaPipe's data: use their points' convex hull.
 LEFT_BROW: tuple[int, ...] = (276, 283, 282, 295, 285, 293, 300, 296, 334, 336)
 RIGHT_BROW: tuple[int, ...] = (46, 53, 52, 65, 55, 63, 70, 66, 105, 107)
@@ -58,3 +61,22 @@ CHIN: tuple[int, ...] = (152, 175, 199, 200, 18, 83, 313, 377, 148, 171, 396)
 def as_array(indices: tuple[int, ...]) -> np.ndarray:
     """``(K,) int64`` index array for fancy indexing a ``(468, D)`` mesh."""
     return np.asarray(indices, dtype=np.int64)
+
+
+def strip(upper: tuple[int, ...], lower: tuple[int, ...]) -> np.ndarray:
+    """Triangles ``(K, 3) int32`` filling the gap between two runs of equal length that share
+    their end points (an eyelid pair, the inner lips); degenerate triangles are dropped."""
+    if len(upper) != len(lower):
+        raise ValueError("runs must have the same length")
+    tris = []
+    for i in range(len(upper) - 1):
+        for t in ((upper[i], upper[i + 1], lower[i + 1]), (upper[i], lower[i + 1], lower[i])):
+            if len(set(t)) == 3:
+                tris.append(t)
+    return np.asarray(tris, dtype=np.int32)
+
+
+EYE_FILL: np.ndarray = np.concatenate(
+    [strip(LEFT_EYE_UPPER, LEFT_EYE_LOWER), strip(RIGHT_EYE_UPPER, RIGHT_EYE_LOWER)]
+)
+MOUTH_FILL: np.ndarray = strip(LIPS_INNER_UPPER, LIPS_INNER_LOWER)

@@ -1,0 +1,166 @@
+"""The Python API; the command line is a thin layer over it.
+
+    >>> import swapline
+    >>> out = swapline.swap_image("face.jpg", "photo.jpg")            # (H, W, 3) uint8 BGR
+    >>> with swapline.Session(face_selector_mode="many") as s:        # keeps models loaded
+    ...     src = s.load_source(["face.jpg", "face2.jpg"])
+    ...     a = s.swap(src, "one.jpg").image
+    ...     b = s.swap(src, "two.jpg").image
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import RuntimeConfig, SwapConfig
+from .errors import ConfigError, NoFaceError
+from .face.analyse import FaceAnalyser
+from .face.select import order_faces, reference_embedding, select_faces
+from .face.types import Face
+from .models.store import ModelStore
+from .pipeline.frame import swap_faces
+from .pipeline.image import read_image
+from .runtime.session import SessionFactory
+from .runtime.timing import StageTimes
+from .swap.mesh import SourceFace, merge_sources, prepare_source
+
+ImageLike = str | os.PathLike[str] | np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class SwapResult:
+    """The outcome of swapping one image.
+
+    Attributes:
+        image: ``(H, W, 3) uint8`` BGR result (a copy of the target when nothing was swapped).
+        faces: every face found in the target, in the configured order.
+        swapped: the faces that were swapped.
+        changed: ``(H, W) bool`` pixels that may differ from the target; all others are
+            bit-identical.
+        times_ms: milliseconds per stage: ``detect``, ``mesh``, ``embed``, ``swap``, ``blend``.
+    """
+
+    image: np.ndarray
+    faces: tuple[Face, ...]
+    swapped: tuple[Face, ...]
+    changed: np.ndarray
+    times_ms: dict[str, float]
+
+
+class Session:
+    """Models loaded once, reused for any number of swaps.
+
+    Keyword options are the fields of :class:`SwapConfig` and :class:`RuntimeConfig`
+    (``face_selector_mode="many"``, ``execution_providers=("cuda", "cpu")``, ...), or pass
+    ``config=`` / ``runtime=`` objects directly.
+    """
+
+    def __init__(self, config: SwapConfig | None = None, runtime: RuntimeConfig | None = None, *,
+                 store: ModelStore | None = None, progress: bool = False, **options: Any):
+        swap_kw = {k: _frozen(v) for k, v in options.items() if k in _fields(SwapConfig)}
+        run_kw = {k: _frozen(v) for k, v in options.items() if k in _fields(RuntimeConfig)}
+        unknown = sorted(set(options) - set(swap_kw) - set(run_kw))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r}")
+        self.config = dataclasses.replace(config or SwapConfig(), **swap_kw)
+        self.runtime = dataclasses.replace(runtime or RuntimeConfig(), **run_kw)
+        self.store = store or ModelStore(self.runtime, progress=progress)
+        self.factory = SessionFactory.from_config(self.runtime)
+        self._analyser: FaceAnalyser | None = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the model sessions (they are created again on next use)."""
+        self._analyser = None
+
+    @property
+    def analyser(self) -> FaceAnalyser:
+        """The face analyser, loaded on first use."""
+        if self._analyser is None:
+            self._analyser = FaceAnalyser.from_store(self.store, self.factory, self.config.face_detector_score)
+        return self._analyser
+
+    def analyse(self, image: ImageLike) -> list[Face]:
+        """Every face of ``image`` with box, landmarks, mesh and identity."""
+        return self.analyser.analyse([_as_image(image, "image")], score_threshold=self.config.face_detector_score)[0]
+
+    def load_source(self, sources: ImageLike | Sequence[ImageLike]) -> SourceFace:
+        """Prepare the source identity from one or more images (the largest face of each).
+
+        Raises:
+            NoFaceError: an image has no face.
+        """
+        items = [sources] if isinstance(sources, (str, os.PathLike, np.ndarray)) else list(sources)
+        if not items:
+            raise ConfigError("give at least one source image")
+        prepared = []
+        for item in items:
+            image = _as_image(item, "source")
+            faces = self.analyser.analyse([image], score_threshold=self.config.face_detector_score)[0]
+            if not faces:
+                raise NoFaceError(f"no face found in the source image{_name(item)}")
+            prepared.append(prepare_source(image, order_faces(faces, "large-small")[0]))
+        return merge_sources(prepared)
+
+    def swap(self, source: SourceFace, target: ImageLike, config: SwapConfig | None = None, *,
+             reference: np.ndarray | None = None) -> SwapResult:
+        """Swap ``source`` into the selected faces of ``target``.
+
+        ``reference`` is an identity embedding ``(128,)`` for ``reference`` mode; without it the
+        face at ``reference_face_position`` of the target is the reference.
+        """
+        cfg = config or self.config
+        image = _as_image(target, "target")
+        times = StageTimes()
+        faces = self.analyser.analyse([image], score_threshold=cfg.face_detector_score, times=times)[0]
+        ordered = order_faces(faces, cfg.face_selector_order)
+        ref = reference
+        if cfg.face_selector_mode == "reference" and ref is None:
+            ref = reference_embedding(faces, cfg.face_selector_order, cfg.reference_face_position)
+        chosen = select_faces(faces, cfg.face_selector_mode, cfg.face_selector_order,
+                              reference=ref, max_distance=cfg.reference_face_distance)
+        out, changed = swap_faces(image, chosen, source, cfg, times)
+        return SwapResult(image=out, faces=tuple(ordered), swapped=tuple(chosen), changed=changed,
+                          times_ms=dict(times.ms))
+
+
+def swap_image(source: ImageLike | Sequence[ImageLike], target: ImageLike, **options: Any) -> np.ndarray:
+    """Swap the face of ``source`` (one image, or several of one person) into ``target``.
+
+    Returns the result as ``(H, W, 3) uint8`` BGR. Options are :class:`SwapConfig` and
+    :class:`RuntimeConfig` fields. For many images, use a :class:`Session`.
+    """
+    with Session(**options) as session:
+        return session.swap(session.load_source(source), target).image
+
+
+def _as_image(item: ImageLike, what: str) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+            raise ConfigError(f"{what} array must be (H, W, 3) uint8 BGR, got {item.shape} {item.dtype}")
+        return item
+    return read_image(item, what)
+
+
+def _name(item: ImageLike) -> str:
+    return f" {Path(item)}" if isinstance(item, (str, os.PathLike)) else ""
+
+
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,78 @@
+"""The blend chain for one swapped face: mask → colour match → alpha or Poisson.
+
+Works on the face's region only (never the whole frame). Pasting into the frame is left to
+:func:`swapline.blend.paste.paste_back`, with the alpha this module returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import SwapConfig
+from ..face import mesh_topology as topo
+from ..swap.mesh import MeshSwap
+from .color import match_color
+from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate
+from .poisson import poisson_blend
+
+_SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
+_OVAL = topo.as_array(topo.FACE_OVAL)
+
+
+def skin_stats_mask(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: cheek, nose-bridge and chin patches of ``mesh`` ``(468, 2+)``, where
+    colour statistics are taken (skin only: no eyes, brows, lips or hair)."""
+    out = np.zeros(shape, bool)
+    for idx in _SKIN_PATCHES:
+        out |= hull_mask(shape, mesh[idx, :2]) > 0.5
+    return out
+
+
+def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
+    """The blend mask ``(h, w) float32`` 0..1 of a swapped face.
+
+    The feathered face surface (outline less the inner mouth, eroded by ``face_mask_erode`` and
+    softened over ``face_mask_blur`` of the face width) is always part of it, since the source's
+    texture exists only there; the chosen ``face_mask_types`` narrow it further (minimum).
+    """
+    shape = swap.face_region.shape
+    mesh = swap.mesh[:, :2]
+    width = float(np.ptp(mesh[_OVAL, 0]))
+    masks = [feather(swap.face_region, config.face_mask_erode * width, config.face_mask_blur * width)]
+    if "box" in config.face_mask_types:
+        lo, hi = mesh[_OVAL].min(0), mesh[_OVAL].max(0)
+        box = np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
+        masks.append(box_mask(shape, box, config.face_mask_padding, config.face_mask_blur))
+    if "area" in config.face_mask_types:
+        areas = area_mask(shape, mesh, config.face_mask_areas)
+        masks.append(feather(areas, 0.0, config.face_mask_blur * width))
+    return combine_min(masks)
+
+
+def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Blend the swapped face into its region.
+
+    Returns:
+        ``(region (h, w, 3) uint8, alpha (h, w) float32)``: the finished region and where it may
+        differ from the original frame (1) or must not (0), for ``paste_back``.
+    """
+    mask = face_mask(swap, config)
+    ys, xs = np.nonzero(mask > 0)
+    out = swap.target.copy()
+    alpha = swap.changed.astype(np.float32)
+    if ys.size == 0:
+        return out, alpha
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    sub = (slice(y0, y1), slice(x0, x1))
+    face, target, m = swap.face[sub], swap.target[sub], mask[sub]
+    mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
+    skin = skin_stats_mask(m.shape, mesh)
+    if config.occlusion_gate:
+        m = occlusion_gate(face, m, skin)
+    face = match_color(config.color_match, face, target, skin)
+    if config.blend == "poisson":
+        out[sub] = poisson_blend(face, target, m)
+    else:
+        a = m[..., None]
+        out[sub] = np.clip(face * a + target * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+    return out, alpha

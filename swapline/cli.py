@@ -1,0 +1,258 @@
+"""Command line: ``swapline swap | demo | models | benchmark | doctor``.
+
+A thin layer over :mod:`swapline.api`: it parses options into the frozen configs, and turns any
+:class:`~swapline.errors.SwaplineError` into one line on stderr and a non-zero exit code. Set
+``SWAPLINE_DEBUG=1`` to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import (
+    BLEND_MODES,
+    COLOR_MATCHES,
+    EXPRESSIONS,
+    FACE_ORDERS,
+    MASK_AREAS,
+    MASK_TYPES,
+    SELECTOR_MODES,
+    RuntimeConfig,
+    SwapConfig,
+)
+from .errors import OutputError, SwaplineError
+from .runtime.session import PROVIDER_NAMES
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+_DEFAULTS = SwapConfig()
+
+
+def _padding(values: list[float]) -> tuple[float, float, float, float]:
+    """CSS-like padding: 1 value for all sides, 2 for vertical/horizontal, 4 for t r b l."""
+    if len(values) == 1:
+        return (values[0],) * 4  # type: ignore[return-value]
+    if len(values) == 2:
+        return (values[0], values[1], values[0], values[1])
+    if len(values) == 4:
+        return tuple(values)  # type: ignore[return-value]
+    raise argparse.ArgumentTypeError("give 1, 2 or 4 padding values")
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """Where models come from and how they run (shared by every command that runs models)."""
+    g = p.add_argument_group("models and execution")
+    g.add_argument("--execution-providers", nargs="+", metavar="NAME", default=[],
+                   choices=list(PROVIDER_NAMES),
+                   help="inference providers in order of preference (%(choices)s); missing ones are "
+                        "skipped with a warning; default: the best this onnxruntime build has")
+    g.add_argument("--execution-device-id", type=int, default=0, metavar="N", help="GPU index (default 0)")
+    g.add_argument("--execution-thread-count", type=int, default=0, metavar="N",
+                   help="CPU threads per model (default: all usable cores)")
+    g.add_argument("--model-dir", type=Path, metavar="DIR",
+                   help="folder of model files you already have (checked by sha256 before use)")
+    g.add_argument("--offline", action="store_true", help="never download; fail with where to put the file")
+
+
+def runtime_from_args(args: argparse.Namespace) -> RuntimeConfig:
+    return RuntimeConfig(
+        execution_providers=tuple(args.execution_providers),
+        execution_device_id=args.execution_device_id,
+        intra_op_threads=args.execution_thread_count,
+        model_dir=args.model_dir,
+        offline=args.offline,
+    )
+
+
+def add_swap_options(p: argparse.ArgumentParser) -> None:
+    """Face selection, swapper, mask, colour and blend options."""
+    d = _DEFAULTS
+    g = p.add_argument_group("face selection")
+    g.add_argument("--face-selector-mode", choices=SELECTOR_MODES, default=d.face_selector_mode,
+                   help="reference: the face at --reference-face-position and every face like it; "
+                        "one: the first face in order; many: every face (default: %(default)s)")
+    g.add_argument("--face-selector-order", choices=FACE_ORDERS, default=d.face_selector_order,
+                   help="how faces are ordered (default: %(default)s)")
+    g.add_argument("--reference-face-position", type=int, default=d.reference_face_position, metavar="N",
+                   help="which face (in order, from 0) is the reference (default: %(default)s)")
+    g.add_argument("--reference-face-distance", type=float, default=d.reference_face_distance, metavar="D",
+                   help="faces within this identity distance (1 - cosine) of the reference are swapped "
+                        "(default: %(default)s; same person ≈ 0.3, strangers ≈ 0.8-1.0)")
+    g.add_argument("--face-detector-score", type=float, default=d.face_detector_score, metavar="S",
+                   help="minimum detection confidence 0..1 (default: %(default)s)")
+    g = p.add_argument_group("built-in swapper")
+    g.add_argument("--face-shape-weight", type=float, default=d.face_shape_weight, metavar="W",
+                   help="how much of the source's face shape to take, 0..1 (default: %(default)s)")
+    g.add_argument("--expression", choices=EXPRESSIONS, default=d.expression,
+                   help="keep the target's mouth and eye opening, or take the source's (default: %(default)s)")
+    g.add_argument("--swap-resolution", type=int, default=d.swap_resolution, metavar="PX",
+                   help="canvas side for the warp maps; the texture is always sampled at full "
+                        "resolution (default: %(default)s)")
+    g = p.add_argument_group("masks")
+    g.add_argument("--face-mask-types", nargs="+", choices=MASK_TYPES, default=list(d.face_mask_types),
+                   metavar="TYPE", help="masks combined by their minimum: box (feathered face box), oval "
+                   "(the face outline), area (mesh areas, see --face-mask-areas) (default: %(default)s)")
+    g.add_argument("--face-mask-areas", nargs="+", choices=MASK_AREAS, default=list(d.face_mask_areas),
+                   metavar="AREA", help=f"areas of the area mask: {', '.join(MASK_AREAS)} (default: %(default)s)")
+    g.add_argument("--face-mask-blur", type=float, default=d.face_mask_blur, metavar="F",
+                   help="width of the soft edge as a fraction of the face width (default: %(default)s)")
+    g.add_argument("--face-mask-erode", type=float, default=d.face_mask_erode, metavar="F",
+                   help="how far the mask edge moves in, fraction of the face width (default: %(default)s)")
+    g.add_argument("--face-mask-padding", type=float, nargs="+", default=[0.0], metavar="F",
+                   help="box mask padding: 1, 2 or 4 fractions (top right bottom left)")
+    g.add_argument("--occlusion-gate", action="store_true",
+                   help="leave out hair and other non-skin at the source face's edge (costs some likeness)")
+    g = p.add_argument_group("colour and blending")
+    g.add_argument("--color-match", choices=COLOR_MATCHES, default=d.color_match,
+                   help="lab: LAB mean/std transfer from cheek, nose and chin (default, ≈2 ms); histogram: "
+                        "smoothed per-channel histogram matching (≈4 ms); yuv-luma: keep the target's "
+                        "brightness; none")
+    g.add_argument("--blend", choices=BLEND_MODES, default=d.blend,
+                   help="alpha: feathered mask (default); poisson: gradient-domain blend on the face "
+                        "region (a few ms more; can wash out a bright forehead)")
+
+
+def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
+    return SwapConfig(
+        face_selector_mode=args.face_selector_mode,
+        face_selector_order=args.face_selector_order,
+        reference_face_position=args.reference_face_position,
+        reference_face_distance=args.reference_face_distance,
+        face_detector_score=args.face_detector_score,
+        face_shape_weight=args.face_shape_weight,
+        expression=args.expression,
+        swap_resolution=args.swap_resolution,
+        face_mask_types=tuple(args.face_mask_types),
+        face_mask_areas=tuple(args.face_mask_areas),
+        face_mask_blur=args.face_mask_blur,
+        face_mask_erode=args.face_mask_erode,
+        face_mask_padding=_padding(args.face_mask_padding),
+        occlusion_gate=args.occlusion_gate,
+        color_match=args.color_match,
+        blend=args.blend,
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"swapline: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cli_models
+
+    parser = _Parser(
+        prog="swapline",
+        description="Swap the face of a source photo into target photos (videos: coming). "
+                    "Runs on the CPU with models that ship inside its dependencies; uses a GPU "
+                    "through ONNX Runtime when one is there.",
+        epilog="Start with 'swapline demo'. Every command has its own --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"swapline {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("swap", help="swap a source face into a target image",
+                       description="Swap the face of SOURCE into TARGET and write OUTPUT.",
+                       epilog="Example: swapline swap -s face.jpg -t photo.jpg -o result.jpg")
+    p.add_argument("-s", "--source", nargs="+", action="extend", required=True, type=Path, metavar="SOURCE",
+                   help="source image(s) of one person; several are averaged into one identity")
+    p.add_argument("-t", "--target", required=True, type=Path, help="target image")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="output image (.jpg, .png, .webp, .bmp, .tif); written atomically")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.add_argument("--output-image-quality", type=int, default=95, metavar="Q",
+                   help="JPEG/WebP quality 1..100 (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_swap_options(p)
+    add_runtime_options(p)
+
+    p = sub.add_parser("demo", help="swap two public-domain portraits that ship with the dependencies",
+                       description="Swap scikit-image's astronaut (Eileen Collins) and matplotlib's "
+                                   "Grace Hopper into each other and write the results to a folder.")
+    p.add_argument("-o", "--output-dir", type=Path, default=Path("swapline-demo"),
+                   help="folder for the results (default: %(default)s)")
+    add_runtime_options(p)
+
+    p = sub.add_parser("benchmark", help="time each stage of the image swap",
+                       description="Per-stage milliseconds (detect, mesh, embed, swap, blend) on a 720p "
+                                   "and a 1080p frame made from the demo portraits (face ≈400 px).")
+    p.add_argument("--image", action="store_true", help="benchmark the image swap (the default)")
+    p.add_argument("--repeat", type=int, default=20, metavar="N", help="timed runs per case (default: %(default)s)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    add_runtime_options(p)
+
+    p = sub.add_parser("doctor", help="show providers, models and versions")
+    add_runtime_options(p)
+
+    cli_models.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``swapline`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = os.environ.get("SWAPLINE_DEBUG") == "1"
+    warnings.simplefilter("default")
+    warnings.showwarning = _show_warning
+    try:
+        return _dispatch(args)
+    except SwaplineError as exc:
+        if debug:
+            raise
+        print(f"swapline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("swapline: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("swapline: error: out of memory", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # a bug: still one line, with how to see more
+        if debug:
+            raise
+        print(f"swapline: internal error: {type(exc).__name__}: {exc} (set SWAPLINE_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    print(f"swapline: warning: {message}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from . import cli_models
+    from .bench.image import run_benchmark
+    from .commands import run_demo, run_doctor, run_swap
+
+    runtime = runtime_from_args(args)
+    if args.command == "swap":
+        if not 1 <= args.output_image_quality <= 100:
+            raise OutputError("--output-image-quality must be between 1 and 100")
+        return run_swap(args.source, args.target, args.output, swap_config_from_args(args), runtime,
+                        force=args.force, quality=args.output_image_quality, quiet=args.quiet)
+    if args.command == "demo":
+        return run_demo(args.output_dir, runtime)
+    if args.command == "benchmark":
+        return run_benchmark(runtime, repeat=args.repeat, json_path=args.json)
+    if args.command == "doctor":
+        return run_doctor(runtime)
+    if args.command == "models":
+        return cli_models.run(args, runtime)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

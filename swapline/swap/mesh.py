@@ -1,0 +1,270 @@
+"""The built-in swapper: the source face's texture and shape on the target's dense mesh.
+
+No weights: the source's 468-point mesh is posed onto the target's (3-D similarity fitted on
+stable upper-face points), mixed with the target's shape by ``face_shape_weight`` while the
+target keeps its mouth and eye opening, and the source's texture is mapped triangle by triangle
+onto that new mesh. A ring of triangles around the face outline warps the target's own
+surroundings to the new outline, and the inner mouth is taken from the target so its teeth and
+tongue show. All of it is one dense remap per image, computed in a small canvas and resized to
+the face's region at full resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..face import mesh_topology as topo
+from ..face.mesh_triangles import TRIANGLES
+from ..face.types import Face
+from .mesh_warp import (
+    dense_maps,
+    expand_loop,
+    fit_similarity_3d,
+    rasterize_ids,
+    ring_strip,
+    triangle_affines,
+)
+
+RING_FACTOR = 1.35  # the surrounding ring reaches 35 % beyond the face outline
+_OVAL = topo.as_array(topo.FACE_OVAL)
+_STABLE = topo.as_array(topo.STABLE_UPPER_FACE)
+_FACE_TRIS = np.concatenate([TRIANGLES, topo.EYE_FILL]).astype(np.int32)
+_N = topo.N_POINTS
+# Extended vertex list: 468 mesh points, then the 36 outer-ring points.
+_RING = ring_strip(len(_OVAL))
+_RING_TRIS = np.where(_RING < len(_OVAL), _OVAL[_RING % len(_OVAL)], _N + _RING - len(_OVAL)).astype(np.int32)
+_ALL_TRIS = np.concatenate([_RING_TRIS, topo.MOUTH_FILL, _FACE_TRIS]).astype(np.int32)
+_N_BACK = len(_RING_TRIS) + len(topo.MOUTH_FILL)  # drawn first, never the source's texture
+
+
+def _expression_points() -> np.ndarray:
+    """Indices whose displacement follows their neighbours when the target's expression is
+    kept: both eye loops and every lip point."""
+    pts = set(topo.LEFT_EYE) | set(topo.RIGHT_EYE) | set(topo.LIPS_OUTER) | set(topo.LIPS_INNER)
+    # lips' middle row (between outer and inner loops) from the triangulation
+    lips = set(topo.LIPS_OUTER) | set(topo.LIPS_INNER)
+    for tri in TRIANGLES:
+        if sum(int(v) in lips for v in tri) == 3:
+            pts.update(int(v) for v in tri)
+    return np.array(sorted(pts), np.int64)
+
+
+_EXPRESSION = _expression_points()
+
+
+@dataclass(frozen=True, eq=False)
+class SourceFace:
+    """A source face prepared once: its texture pyramid and mesh, and its identity.
+
+    Attributes:
+        levels: texture images ``(h, w, 3) uint8`` BGR, each half the size of the previous.
+        mesh: ``(468, 3) float32`` the face's mesh in level-0 pixels.
+        width: face width (outline extent) in level-0 pixels.
+        embedding: ``(128,) float32`` unit identity embedding (mean of several sources allowed).
+    """
+
+    levels: tuple[np.ndarray, ...]
+    mesh: np.ndarray
+    width: float
+    embedding: np.ndarray | None
+
+
+def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None = None) -> SourceFace:
+    """Cut the source face (with room for the outer ring) out of ``image`` and build its
+    texture pyramid. ``face`` must carry a mesh."""
+    if face.mesh is None:
+        raise ValueError("prepare_source needs a face with a mesh")
+    oval = face.mesh[_OVAL, :2]
+    outer = expand_loop(oval, RING_FACTOR + 0.1)
+    x0, y0 = np.floor(outer.min(0)).astype(int) - 2
+    x1, y1 = np.ceil(outer.max(0)).astype(int) + 2
+    crop = cv2.copyMakeBorder(
+        image[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)],
+        max(-y0, 0), max(y1 - image.shape[0], 0), max(-x0, 0), max(x1 - image.shape[1], 0),
+        cv2.BORDER_REPLICATE,
+    )
+    mesh = face.mesh.copy()
+    mesh[:, 0] -= x0
+    mesh[:, 1] -= y0
+    levels = [crop]
+    while min(levels[-1].shape[:2]) > 64:
+        levels.append(cv2.pyrDown(levels[-1]))
+    width = float(np.ptp(oval[:, 0]))
+    return SourceFace(levels=tuple(levels), mesh=mesh, width=width,
+                      embedding=embedding if embedding is not None else face.embedding)
+
+
+def pose_mesh(source: np.ndarray, target: np.ndarray, weight: float, keep_target_expression: bool = True) -> np.ndarray:
+    """The mesh to draw: the source's face shape posed like the target.
+
+    Args:
+        source: ``(468, 3)`` source mesh (any pixel scale).
+        target: ``(468, 3)`` target mesh in the target's pixels.
+        weight: 0 keeps the target's shape, 1 takes the source's posed shape.
+        keep_target_expression: eye loops and lips follow the displacement of the points around
+            them instead of their own, so the target's mouth and eye opening are kept.
+    Returns:
+        ``(468, 3) float32`` in the target's pixels.
+    """
+    scale, rot, t = fit_similarity_3d(source[_STABLE], target[_STABLE])
+    posed = (scale * (rot @ source.T.astype(np.float64))).T + t
+    delta = (posed - target) * weight
+    if keep_target_expression:
+        others = np.setdiff1d(np.arange(_N), _EXPRESSION)
+        width = np.ptp(target[_OVAL, 0]) + 1e-6
+        d2 = ((target[_EXPRESSION, None, :2] - target[None, others, :2]) ** 2).sum(-1)
+        wts = np.exp(-d2 / (2 * (0.08 * width) ** 2))
+        wts /= wts.sum(1, keepdims=True) + 1e-12
+        delta[_EXPRESSION] = wts @ delta[others]
+    return (target + delta).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class MeshSwap:
+    """What the mesh swapper made for one target face, in a region of the target frame.
+
+    Attributes:
+        origin: ``(x0, y0)`` of the region in frame pixels (may be negative near borders).
+        target: ``(h, w, 3) uint8`` the target region with its surroundings warped to the new
+            outline (and the inner mouth following the new lips).
+        face: ``(h, w, 3) uint8`` the source texture on the new mesh (meaningful where
+            ``face_region`` is 1).
+        face_region: ``(h, w) float32`` 1 on the face surface (outline minus inner mouth).
+        changed: ``(h, w) bool`` pixels of ``target`` that may differ from the original frame.
+        mesh: ``(468, 3) float32`` the new mesh in region pixels.
+    """
+
+    origin: tuple[int, int]
+    target: np.ndarray
+    face: np.ndarray
+    face_region: np.ndarray
+    changed: np.ndarray
+    mesh: np.ndarray
+
+
+def _region(points: np.ndarray, pad: int = 2) -> tuple[int, int, int, int]:
+    x0, y0 = np.floor(points.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(points.max(0)).astype(int) + pad
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    h, w = frame.shape[:2]
+    inner = frame[max(y0, 0):min(max(y1, 0), h), max(x0, 0):min(max(x1, 0), w)]
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return inner
+    return cv2.copyMakeBorder(inner, max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0), cv2.BORDER_REPLICATE)
+
+
+def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weight: float = 0.75,
+              keep_target_expression: bool = True, resolution: int = 256) -> MeshSwap:
+    """Map ``source`` onto the face ``target`` of ``frame``.
+
+    Args:
+        frame: ``(H, W, 3) uint8`` BGR target image (not modified).
+        target: the target face, with its mesh.
+        source: from :func:`prepare_source`.
+        shape_weight: how much of the source's face shape to take (0..1).
+        keep_target_expression: keep the target's mouth and eye opening.
+        resolution: side of the canvas the maps are computed in (they are resized to the
+            region's full resolution for the remap).
+    """
+    if target.mesh is None:
+        raise ValueError("swap_mesh needs a target face with a mesh")
+    tmesh = target.mesh.astype(np.float64)
+    new = pose_mesh(source.mesh, tmesh, shape_weight, keep_target_expression).astype(np.float64)
+    outer_t = expand_loop(tmesh[_OVAL, :2], RING_FACTOR)
+    box = _region(np.concatenate([outer_t, new[_OVAL, :2]]))
+    x0, y0, x1, y1 = box
+    rw, rh = x1 - x0, y1 - y0
+    off = np.array([x0, y0], np.float64)
+
+    # extended vertex sets (mesh + outer ring) in region pixels: destination, target, source
+    dst = np.concatenate([new[:, :2], outer_t]) - off
+    src_t = np.concatenate([tmesh[:, :2], outer_t]) - off
+    level = _texture_level(source, float(np.ptp(new[_OVAL, 0])))
+    k = 0.5**level
+    s_oval = source.mesh[_OVAL, :2]
+    src_s = np.concatenate([source.mesh[:, :2], expand_loop(s_oval, RING_FACTOR)]) * k
+
+    # far-to-near order for the face triangles (smaller z is nearer the camera)
+    zf = new[:, 2][_FACE_TRIS].mean(1)
+    order = np.concatenate([np.arange(_N_BACK), _N_BACK + np.argsort(-zf)])
+    tris = _ALL_TRIS[order]
+
+    scale = min(1.0, resolution / max(rw, rh))
+    cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
+    ids = rasterize_ids((dst[tris] + 0.5) * scale - 0.5, (ch, cw))
+    a_t = triangle_affines(dst[tris], src_t[tris])
+    a_s = triangle_affines(dst[tris], src_s[tris])
+    tx, ty = dense_maps(ids, a_t, scale)
+    sx, sy = dense_maps(ids, a_s, scale)
+    face_canvas = (ids > _N_BACK).astype(np.float32)
+    changed_canvas = (ids > 0).astype(np.uint8)
+    if scale < 1.0:
+        size = (rw, rh)
+        tx, ty, sx, sy = (cv2.resize(m, size, interpolation=cv2.INTER_LINEAR) for m in (tx, ty, sx, sy))
+        face_region = cv2.resize(face_canvas, size, interpolation=cv2.INTER_LINEAR)
+        changed = cv2.resize(changed_canvas, size, interpolation=cv2.INTER_NEAREST)
+    else:
+        face_region, changed = face_canvas, changed_canvas
+    changed = cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(bool)
+
+    region = _crop(frame, box)
+    warped_t = cv2.remap(region, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped_t[~changed] = region[~changed]
+    face = cv2.remap(source.levels[level], sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    new_region = new.copy()
+    new_region[:, :2] -= off
+    return MeshSwap(origin=(x0, y0), target=warped_t, face=face, face_region=face_region,
+                    changed=changed, mesh=new_region.astype(np.float32))
+
+
+def _texture_level(source: SourceFace, target_width: float) -> int:
+    """The coarsest pyramid level whose face is still at least as wide as the target's."""
+    level = 0
+    while level + 1 < len(source.levels) and source.width * 0.5 ** (level + 1) >= target_width:
+        level += 1
+    return level
+
+
+def merge_sources(sources: list[SourceFace]) -> SourceFace:
+    """One source from several photos of a person: the mean of their posed face shapes, the
+    mean of their textures mapped onto that shape, and the mean of their identities.
+
+    The first source sets the frame (its crop and pose); the others are warped into it.
+    """
+    if len(sources) == 1:
+        return sources[0]
+    base = sources[0]
+    ref = base.mesh.astype(np.float64)
+    posed = []
+    for s in sources:
+        scale, rot, t = fit_similarity_3d(s.mesh[_STABLE], ref[_STABLE])
+        posed.append((scale * (rot @ s.mesh.T.astype(np.float64))).T + t)
+    mean_mesh = np.mean(posed, axis=0)
+    h, w = base.levels[0].shape[:2]
+    dst = np.concatenate([mean_mesh[:, :2], expand_loop(mean_mesh[_OVAL, :2], RING_FACTOR)])
+    tris = np.concatenate([_RING_TRIS, topo.MOUTH_FILL, _FACE_TRIS])
+    ids = rasterize_ids(dst[tris], (h, w))
+    face = ids > _N_BACK
+    acc = np.zeros((h, w, 3), np.float32)
+    for s in sources:
+        src = np.concatenate([s.mesh[:, :2], expand_loop(s.mesh[_OVAL, :2], RING_FACTOR)])
+        mx, my = dense_maps(ids, triangle_affines(dst[tris], src[tris]))
+        acc += cv2.remap(s.levels[0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    texture = base.levels[0].copy()
+    texture[face] = np.clip(acc[face] / len(sources) + 0.5, 0, 255).astype(np.uint8)
+    levels = [texture]
+    while min(levels[-1].shape[:2]) > 64:
+        levels.append(cv2.pyrDown(levels[-1]))
+    embs = [s.embedding for s in sources if s.embedding is not None]
+    emb = None
+    if embs:
+        m = np.mean(embs, axis=0)
+        emb = (m / (np.linalg.norm(m) + 1e-12)).astype(np.float32)
+    return SourceFace(levels=tuple(levels), mesh=mean_mesh.astype(np.float32), width=base.width, embedding=emb)

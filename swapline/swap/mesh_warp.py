@@ -1,0 +1,125 @@
+"""Piecewise-affine warping of a triangle mesh as one dense remap.
+
+Instead of warping triangle by triangle, the triangles of the *destination* mesh are drawn as
+ids into an index map (far to near, so the nearest surface wins), every triangle's affine is
+solved at once, and each pixel looks up its triangle's affine to get its source coordinates.
+One ``cv2.remap`` then moves all the pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_SHIFT = 4  # sub-pixel bits for drawing triangles
+
+
+def fit_similarity_3d(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares 3-D similarity (Umeyama) taking ``src`` onto ``dst``.
+
+    Args:
+        src: ``(N, 3)`` points.
+        dst: ``(N, 3)`` points.
+    Returns:
+        ``(scale, R (3, 3), t (3,))`` with ``dst ≈ scale · R @ p + t`` (a proper rotation).
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2] = -1.0
+    rot = u @ np.diag(sign) @ vt
+    var = (s**2).sum() / len(src)
+    scale = float((sig * sign).sum() / var) if var > 1e-12 else 1.0
+    t = mu_d - scale * rot @ mu_s
+    return scale, rot, t
+
+
+def triangle_affines(dst_tris: np.ndarray, src_tris: np.ndarray) -> np.ndarray:
+    """The affine of every triangle pair, solved at once.
+
+    Args:
+        dst_tris: ``(T, 3, 2)`` triangle corners where pixels will be written.
+        src_tris: ``(T, 3, 2)`` matching corners where they are read from.
+    Returns:
+        ``(T, 3, 2) float32`` ``A`` such that ``[x, y, 1] @ A[t]`` is the source point of the
+        destination pixel (x, y) in triangle t. Degenerate triangles get the shift of their
+        first corner (a safe constant map).
+    """
+    d = np.asarray(dst_tris, np.float64)
+    s = np.asarray(src_tris, np.float64)
+    dh = np.concatenate([d, np.ones(d.shape[:2] + (1,))], axis=2)  # (T, 3, 3)
+    det = np.linalg.det(dh)
+    ok = np.abs(det) > 1e-6
+    out = np.zeros((len(d), 3, 2))
+    if ok.any():
+        out[ok] = np.linalg.solve(dh[ok], s[ok])
+    if (~ok).any():
+        out[~ok, 2, :] = s[~ok, 0, :] - d[~ok, 0, :]
+        out[~ok, 0, 0] = 1.0
+        out[~ok, 1, 1] = 1.0
+    return out.astype(np.float32)
+
+
+def rasterize_ids(tris: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Draw triangles into an index map, later triangles over earlier ones.
+
+    Args:
+        tris: ``(T, 3, 2)`` corners in pixel coordinates of the map, in drawing order.
+        shape: ``(H, W)`` of the map.
+    Returns:
+        ``(H, W) int32``: 0 where no triangle is, else 1 + the index of the last triangle drawn.
+    """
+    ids = np.zeros(shape, np.int32)
+    fixed = np.round(np.asarray(tris, np.float64) * (1 << _SHIFT)).astype(np.int32)
+    for i, tri in enumerate(fixed):
+        cv2.fillConvexPoly(ids, tri, i + 1, cv2.LINE_8, _SHIFT)
+    return ids
+
+
+def dense_maps(ids: np.ndarray, affines: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates of every pixel of an index map.
+
+    Args:
+        ids: ``(H, W) int32`` from :func:`rasterize_ids` (0 = no triangle).
+        affines: ``(T, 3, 2) float32`` from :func:`triangle_affines`, in the map's pixel units.
+        scale: the map's pixels per output pixel; coordinates are returned in output pixels,
+            sampled at the map's pixel centres, so the maps can be resized to the output size.
+    Returns:
+        ``map_x, map_y``: ``(H, W) float32``. Pixels with no triangle keep their own position
+        (the identity map).
+    """
+    h, w = ids.shape
+    inv = 1.0 / scale
+    xs = (np.arange(w, dtype=np.float32) + 0.5) * inv - 0.5
+    ys = (np.arange(h, dtype=np.float32) + 0.5) * inv - 0.5
+    map_x = np.broadcast_to(xs, (h, w)).copy()
+    map_y = np.broadcast_to(ys[:, None], (h, w)).copy()
+    sel = np.nonzero(ids)
+    if sel[0].size:
+        a = affines[ids[sel] - 1]  # (P, 3, 2)
+        px = map_x[sel]
+        py = map_y[sel]
+        map_x[sel] = px * a[:, 0, 0] + py * a[:, 1, 0] + a[:, 2, 0]
+        map_y[sel] = px * a[:, 0, 1] + py * a[:, 1, 1] + a[:, 2, 1]
+    return map_x, map_y
+
+
+def ring_strip(k: int) -> np.ndarray:
+    """Triangles ``(2K, 3) int32`` joining a closed loop of K points (indices 0..K-1) to an outer
+    loop of K points (indices K..2K-1) that follows it one to one."""
+    i = np.arange(k)
+    j = (i + 1) % k
+    a = np.stack([i, j, j + k], 1)
+    b = np.stack([i, j + k, i + k], 1)
+    return np.concatenate([a, b]).astype(np.int32)
+
+
+def expand_loop(loop: np.ndarray, factor: float) -> np.ndarray:
+    """Push a closed loop ``(K, 2)`` away from its centroid by ``factor`` (1.3 = 30 % larger)."""
+    c = loop.mean(0)
+    return (loop - c) * factor + c
