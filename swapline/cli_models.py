@@ -86,7 +86,7 @@ def format_status(rows: Sequence[ModelStatus]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header) - 1)]
     lines = []
     for row in [header, *body]:
-        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join(cells + [str(row[-1])]).rstrip())
     lines.append("* = default model")
     return "\n".join(lines)

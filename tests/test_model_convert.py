@@ -96,7 +96,7 @@ def test_yunet_fold_matches_the_int8_original(store: ModelStore) -> None:
     want = _opencv_outputs(original, "input", x, names)
 
     assert converted.stat().st_size < 300_000  # the fp32 fold is small (241 KB)
-    for name, g, w in zip(names, got, want):
+    for name, g, w in zip(names, got, want, strict=True):
         assert np.abs(g - w.reshape(g.shape)).max() < 1e-4, name
 
 
@@ -159,5 +159,5 @@ def test_facemesh_onnx_matches_the_tflite_original(store: ModelStore) -> None:
     got = sess.run(["conv2d_20", "conv2d_30"], {"input_1": x.transpose(0, 3, 1, 2)})
 
     assert got[0].shape == (3, 1404, 1, 1) and got[1].shape == (3, 1, 1, 1)
-    for name, g in zip(["conv2d_20", "conv2d_30"], got):
+    for name, g in zip(["conv2d_20", "conv2d_30"], got, strict=True):
         assert np.abs(g.reshape(3, -1) - np.stack(want[name])).max() < 1e-3, name

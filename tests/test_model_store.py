@@ -12,6 +12,7 @@ import io
 import json
 import re
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,7 @@ import pytest
 from swapline import cli_models
 from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
-from swapline.models.catalog import CATALOG, ModelSpec, UrlSource, get_spec
+from swapline.models.catalog import CATALOG, ModelSpec, UrlSource, WheelSource, get_spec
 from swapline.models.store import ModelStore
 
 PAYLOAD_SIZE = 200_000
@@ -411,3 +412,51 @@ def test_cli_list_prepare_verify(tmp_path: Path) -> None:
     assert "BAD" in out.getvalue() and not converted.exists()
     package_file = ModelStore(runtime, progress=False).original("yunet")
     assert _sha(package_file) == CATALOG["yunet"].sha256  # the installed package is untouched
+
+
+# ---------------------------------------------------------------- wheel members (no network)
+
+
+def _wheel_spec(data: bytes, *, sha256: str | None = None) -> ModelSpec:
+    return ModelSpec(
+        name="wheeled",
+        role="landmarks",
+        file_name="wheeled.bin",
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        sources=(WheelSource("fake-models==1.0", "fake/data/wheeled.bin"),),
+        licence="test-licence",
+    )
+
+
+def _put_wheel(home: Path, data: bytes) -> Path:
+    """A wheel already fetched into the store's wheel folder, as pip would have left it."""
+    folder = home / "wheels" / "fake-models==1.0"
+    folder.mkdir(parents=True)
+    wheel = folder / "fake_models-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("fake/data/wheeled.bin", data)
+        zf.writestr("fake/__init__.py", "")
+    return wheel
+
+
+def test_wheel_member_is_extracted_and_verified(tmp_path: Path) -> None:
+    data = _payload(12)
+    spec = _wheel_spec(data)
+    _put_wheel(tmp_path, data)
+    store = ModelStore(RuntimeConfig(home=tmp_path, offline=True), progress=False, catalog={"wheeled": spec})
+
+    path = store.path("wheeled")
+
+    assert path == tmp_path / "models" / "wheeled.bin" and _sha(path) == spec.sha256
+
+
+def test_wheel_member_with_wrong_hash_is_rejected(tmp_path: Path) -> None:
+    data = _payload(13)
+    spec = _wheel_spec(data, sha256="2" * 64)
+    _put_wheel(tmp_path, data)
+    store = ModelStore(RuntimeConfig(home=tmp_path, offline=True), progress=False, catalog={"wheeled": spec})
+
+    with pytest.raises(ModelError, match="not available offline: put wheeled.bin"):
+        store.path("wheeled")
+    assert not (tmp_path / "models" / "wheeled.bin").exists()

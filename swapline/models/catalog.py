@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from ..errors import ModelError
 
@@ -55,7 +54,7 @@ class UrlSource:
         return self.url
 
 
-Source = Union[PackageSource, WheelSource, UrlSource]
+Source = PackageSource | WheelSource | UrlSource
 
 
 @dataclass(frozen=True)

