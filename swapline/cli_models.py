@@ -18,7 +18,13 @@ from .models.store import ModelStatus, ModelStore
 
 
 def register(subparsers: Any) -> None:
-    """Add ``models`` with its sub-commands to an ``argparse`` sub-parser collection."""
+    """Add ``models`` with its sub-commands to an ``argparse`` sub-parser collection.
+
+    Each sub-command takes the shared runtime options (``--model-dir``, ``--offline``, ...) from
+    :func:`swapline.cli.add_runtime_options`.
+    """
+    from .cli import add_runtime_options  # here, not at the top: cli imports this module
+
     parser = subparsers.add_parser(
         "models",
         help="list, prepare or verify the model files",
@@ -26,14 +32,17 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="models_command", metavar="{list,prepare,verify}")
     sub.required = True
-    sub.add_parser("list", help="show every catalogue model: role, state, size, licence")
+    listing = sub.add_parser("list", help="show every catalogue model: role, state, size, licence")
+    add_runtime_options(listing)
     prep = sub.add_parser(
         "prepare",
         help=f"fetch, verify and convert models (default: {', '.join(DEFAULT_MODELS)})",
     )
     prep.add_argument("names", nargs="*", metavar="NAME", help="models to prepare (default: the default set)")
     prep.add_argument("--all", action="store_true", help="prepare every catalogue model")
-    sub.add_parser("verify", help="re-hash every file at hand; bad cached files are deleted")
+    add_runtime_options(prep)
+    check = sub.add_parser("verify", help="re-hash every file at hand; bad cached files are deleted")
+    add_runtime_options(check)
 
 
 def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None = None) -> int:
