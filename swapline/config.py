@@ -54,7 +54,7 @@ class SwapConfig:
     face_mask_types: tuple[str, ...] = ("oval",)
     face_mask_areas: tuple[str, ...] = ("face",)
     face_mask_blur: float = 0.035
-    face_mask_erode: float = 0.03
+    face_mask_erode: float = 0.01
     face_mask_padding: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     occlusion_gate: bool = False
     # colour and blend

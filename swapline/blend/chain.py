@@ -11,12 +11,13 @@ import numpy as np
 from ..config import SwapConfig
 from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
-from .color import match_color
+from .color import match_color, yuv_luma
 from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate
 from .poisson import poisson_blend
 
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
 _OVAL = topo.as_array(topo.FACE_OVAL)
+YUV_DETAIL_SIGMA = 0.05  # fraction of the face width: coarser luminance comes from the target
 
 
 def skin_stats_mask(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
@@ -69,7 +70,11 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
     skin = skin_stats_mask(m.shape, mesh)
     if config.occlusion_gate:
         m = occlusion_gate(face, m, skin)
-    face = match_color(config.color_match, face, target, skin)
+    if config.color_match == "yuv-luma":
+        # the target's lighting (luminance below ~5 % of the face width), the source's detail
+        face = yuv_luma(face, target, skin, detail_sigma=YUV_DETAIL_SIGMA * float(np.ptp(mesh[_OVAL, 0])))
+    else:
+        face = match_color(config.color_match, face, target, skin)
     if config.blend == "poisson":
         out[sub] = poisson_blend(face, target, m)
     else:
