@@ -144,8 +144,8 @@ def yuv_luma(
     ``Y``: the target's Y unchanged when ``detail_sigma`` is None (default): the target's lighting
     and shading are kept exactly (the source contributes only colour). With ``detail_sigma`` (px)
     ``Y = blur(Y_target) + (Y_face - blur(Y_face))``: the target's lighting (low frequencies),
-    the source's detail. Pixels whose colour falls outside the RGB gamut are clipped, so Y can move
-    there by the clipping. Returns ``(H, W, 3) uint8`` BGR.
+    the source's detail. Where the new colour falls outside the RGB cube its chroma is scaled
+    towards grey just enough to fit, so Y stays exact (to uint8 rounding) there too. Returns ``(H, W, 3) uint8`` BGR.
     """
     mask = _stats_mask(stats_mask)
     yuv_f = cv2.cvtColor(face.astype(np.float32), cv2.COLOR_BGR2YUV)
@@ -164,6 +164,15 @@ def yuv_luma(
         shift = np.zeros(2, dtype=np.float32)
     out[..., 1:] = yuv_f[..., 1:] + shift.astype(np.float32)
     bgr = cv2.cvtColor(out, cv2.COLOR_YUV2BGR)
+    # Keep Y exact where the colour leaves the RGB cube: scale the pixel's chroma towards grey
+    # (Y + s * (bgr - Y) has the same Y for any s) by the largest s <= 1 that fits.
+    y = np.clip(out[..., 0], 0.0, 255.0)[..., None]
+    chroma = bgr - y
+    room = np.where(chroma > 0, 255.0 - y, y)
+    mag = np.abs(chroma)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(mag > room, room / mag, 1.0).min(axis=-1, keepdims=True)
+    bgr = y + chroma * s.astype(np.float32)
     return _to_uint8(bgr)
 
 

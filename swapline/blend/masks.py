@@ -1,7 +1,9 @@
 """Blend masks on a face crop: polygons, feathered boxes, mesh areas, feathering, occlusion gate.
 
-Every mask is ``(H, W) float32`` in ``0..1`` over the face crop (never the whole frame). Polygons
-are drawn with OpenCV's anti-aliased fill at 1/16 px precision; feathering is an erosion by a
+Every mask is ``(H, W) float32`` in ``0..1`` over the face crop (never the whole frame). Point
+coordinates put pixel centres at integers (OpenCV's convention, as for warps). Polygons are drawn
+with OpenCV's anti-aliased fill at 1/16 px precision, which runs about 0.5 px generous along the
+outline (it includes the boundary pixels); feathering is an erosion by a
 distance transform followed by a Gaussian blur whose kernel is truncated so that the soft edge
 ends exactly at the (eroded) mask boundary.
 """
@@ -71,7 +73,8 @@ def box_mask(
 ) -> np.ndarray:
     """Feathered box (FaceFusion-style static box mask), in crop coordinates.
 
-    ``box``: ``(4,)`` ``x1, y1, x2, y2``. ``padding``: ``(top, right, bottom, left)`` fractions
+    ``box``: ``(4,)`` ``x1, y1, x2, y2`` in box convention (the box covers pixels ``x1 .. x2-1``
+    when the values are integers; fractional values give partial coverage). ``padding``: ``(top, right, bottom, left)`` fractions
     of the box height/width cut off each side (the box shrinks inward). ``blur``: feather width as
     a fraction of the box width; the box is eroded by the blur first, so the feather lies inside
     the (padded) box and reaches 0 at its edge. Returns ``(H, W) float32`` in ``0..1``.
@@ -175,8 +178,8 @@ def _split_plane(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
     if np.dot(mesh[10] - p, n) < 0:  # point n towards the forehead (landmark 10)
         n = -n
     h, w = int(shape[0]), int(shape[1])
-    xs = (np.arange(w, dtype=np.float32) + 0.5 - np.float32(p[0])) * np.float32(n[0])
-    ys = (np.arange(h, dtype=np.float32) + 0.5 - np.float32(p[1])) * np.float32(n[1])
+    xs = (np.arange(w, dtype=np.float32) - np.float32(p[0])) * np.float32(n[0])
+    ys = (np.arange(h, dtype=np.float32) - np.float32(p[1])) * np.float32(n[1])
     s = ys[:, None] + xs[None, :]
     return np.clip(s + 0.5, 0.0, 1.0, out=s)
 

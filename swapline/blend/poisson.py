@@ -40,10 +40,15 @@ def _solve(boundary: np.ndarray, fixed: np.ndarray, iters: int) -> np.ndarray:
     fixed_f = fixed.astype(np.float32)
     if min(h, w) > _COARSEST and not fixed.all():
         size = ((w + 1) // 2, (h + 1) // 2)
-        weight = cv2.resize(fixed_f, size, interpolation=cv2.INTER_AREA)
-        acc = cv2.resize(boundary * fixed_f[..., None], size, interpolation=cv2.INTER_AREA)
-        fixed_c = (weight > 0).astype(np.uint8)
-        boundary_c = acc / np.maximum(weight, 1e-6)[..., None]
+        # Average the boundary from the cells that touch the free region (the only ones that
+        # matter at this level); cells far outside count only where nothing else does.
+        free = (fixed == 0).view(np.uint8)
+        ring = (cv2.dilate(free, np.ones((3, 3), np.uint8)) > 0) & (fixed > 0)
+        wts = fixed_f * np.float32(1e-3) + ring
+        weight = cv2.resize(wts, size, interpolation=cv2.INTER_AREA)
+        acc = cv2.resize(boundary * wts[..., None], size, interpolation=cv2.INTER_AREA)
+        fixed_c = (cv2.resize(fixed_f, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+        boundary_c = acc / np.maximum(weight, 1e-9)[..., None]
         coarse = _solve(boundary_c, fixed_c, iters)
         init = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     else:
@@ -55,20 +60,43 @@ def _solve(boundary: np.ndarray, fixed: np.ndarray, iters: int) -> np.ndarray:
     return _jacobi(init, fixed, boundary, iters)
 
 
-def _robust_clip(diff: np.ndarray, inside: np.ndarray) -> np.ndarray:
-    """Clamp ``diff`` (``(h, w, 3) float32``) per channel to median +- (3 MAD + 6) of its values on
-    the 1-px ring just outside ``inside``: a few boundary pixels on hair, background or a
-    shadow do not bleed a dark or bright patch into the face."""
-    inside_u8 = inside.view(np.uint8)
-    ring = (cv2.dilate(inside_u8, np.ones((3, 3), np.uint8)) > inside_u8)
-    values = diff[ring]
-    if len(values) < 8:
-        return diff
-    med = np.median(values, axis=0)
-    mad = np.median(np.abs(values - med), axis=0) * 1.4826
-    lo = tuple(float(v) for v in med - 3.0 * mad - 6.0) + (0.0,)
-    hi = tuple(float(v) for v in med + 3.0 * mad + 6.0) + (0.0,)
-    return cv2.min(cv2.max(diff, lo), hi)  # per-channel scalars: much faster than np.clip
+def _robust_boundary(boundary: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Clamp outliers among the boundary values next to the free region (low-res grid).
+
+    ``boundary``: ``(h, w, 3) float32``; ``fixed``: ``(h, w) uint8``. The values on the ring of
+    fixed cells touching free ones are fitted, per channel, by a quadratic in ``x, y`` with
+    iteratively reweighted least squares (Tukey biweight, scale = 1.4826 MAD); values farther than
+    2.5 scales + 4 levels from the fit are clamped to that band, cells the biweight rejects
+    (beyond 4.685 scales in some channel) take the fitted value. A stretch of hair, background or
+    shadow on part of the boundary then does not bleed a dark or bright patch into the face,
+    while a smooth change of lighting along the boundary is kept.
+    """
+    free = (fixed == 0).view(np.uint8)
+    ring = (cv2.dilate(free, np.ones((3, 3), np.uint8)) > 0) & (fixed > 0)
+    ys, xs = np.nonzero(ring)
+    if len(ys) < 16:
+        return boundary
+    h, w = fixed.shape
+    x = xs * (2.0 / max(w - 1, 1)) - 1.0
+    y = ys * (2.0 / max(h - 1, 1)) - 1.0
+    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    values = boundary[ys, xs].astype(np.float64)
+    weight = np.ones(len(ys))
+    for _ in range(6):
+        sw = np.sqrt(weight)[:, None]
+        coef = np.linalg.lstsq(design * sw, values * sw, rcond=None)[0]
+        fit = design @ coef
+        resid = values - fit
+        scale = 1.4826 * np.median(np.abs(resid), axis=0) + 1.0
+        u = np.abs(resid) / (4.685 * scale)
+        weight = np.where(u < 1.0, (1.0 - u * u) ** 2, 0.0).min(axis=1) + 1e-6
+    band = 2.5 * scale + 4.0
+    robust = np.clip(values, fit - band, fit + band)
+    outlier = weight < 1e-3  # rejected by the biweight in some channel: take the fit
+    robust[outlier] = fit[outlier]
+    out = boundary.copy()
+    out[ys, xs] = robust.astype(np.float32)
+    return out
 
 
 def poisson_blend(
@@ -84,9 +112,9 @@ def poisson_blend(
     ``face``, ``target``: ``(H, W, 3) uint8`` BGR crops of the same shape; ``mask``: ``(H, W)
     float32`` 0..1, usually feathered: the Poisson region is ``mask > 0.5`` and ``mask`` is the
     alpha of the final composite. ``max_side``: the correction field is solved on a grid whose long
-    side is at most this; ``iters``: Jacobi sweeps per pyramid level. ``robust``: clamp the
-    boundary differences to their median +- 3 MAD (+6 levels) first (see ``_robust_clip``), which
-    keeps hair or background at the edge from tinting the face. Only the bounding box of
+    side is at most this; ``iters``: Jacobi sweeps per pyramid level. ``robust``: clamp outliers among the
+    boundary differences to their neighbours' level first (see ``_robust_boundary``), which keeps
+    hair or background at the edge from tinting the face. Only the bounding box of
     ``mask > 0`` is computed. Returns a new ``(H, W, 3) uint8``; outside that box it equals
     ``target``.
     """
@@ -107,19 +135,20 @@ def poisson_blend(
         return out
     t8 = target[y0:y1, x0:x1]
     diff = cv2.subtract(t8, face[y0:y1, x0:x1], dtype=cv2.CV_32F)
-    bdiff = _robust_clip(diff, inside) if robust else diff
     hh, ww = inside.shape
     scale = min(1.0, float(max_side) / max(hh, ww))
     size = (max(1, int(round(ww * scale))), max(1, int(round(hh * scale))))
     outside = (~inside).astype(np.float32)
     if outside.sum() == 0:
         # The region covers the whole crop: no boundary, the best constant is the mean difference.
-        corr = np.broadcast_to(bdiff.mean(axis=(0, 1)).astype(np.float32), diff.shape)
+        corr = np.broadcast_to(diff.mean(axis=(0, 1)).astype(np.float32), diff.shape)
     else:
         weight = cv2.resize(outside, size, interpolation=cv2.INTER_AREA)
-        acc = cv2.resize(bdiff * outside[..., None], size, interpolation=cv2.INTER_AREA)
+        acc = cv2.resize(diff * outside[..., None], size, interpolation=cv2.INTER_AREA)
         fixed = (weight > 0).astype(np.uint8)
         boundary = acc / np.maximum(weight, 1e-6)[..., None]
+        if robust:
+            boundary = _robust_boundary(boundary, fixed)
         corr_lo = _solve(boundary, fixed, iters)
         corr = cv2.resize(corr_lo, (ww, hh), interpolation=cv2.INTER_LINEAR)
     # out = t + m * (f + corr - t) = t + m * (corr - diff); cv2.add rounds and saturates.
