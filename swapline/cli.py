@@ -26,7 +26,7 @@ from .config import (
     RuntimeConfig,
     SwapConfig,
 )
-from .errors import OutputError, SwaplineError
+from .errors import ConfigError, SwaplineError
 from .runtime.session import PROVIDER_NAMES
 
 EXIT_INTERRUPTED = 130
@@ -42,7 +42,7 @@ def _padding(values: list[float]) -> tuple[float, float, float, float]:
         return (values[0], values[1], values[0], values[1])
     if len(values) == 4:
         return tuple(values)  # type: ignore[return-value]
-    raise argparse.ArgumentTypeError("give 1, 2 or 4 padding values")
+    raise ConfigError(f"--face-mask-padding: give 1, 2 or 4 values, not {len(values)}")
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -61,6 +61,10 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def runtime_from_args(args: argparse.Namespace) -> RuntimeConfig:
+    if args.execution_thread_count < 0:
+        raise ConfigError(f"--execution-thread-count must be 0 (all cores) or more (got {args.execution_thread_count})")
+    if args.execution_device_id < 0:
+        raise ConfigError(f"--execution-device-id must be 0 or more (got {args.execution_device_id})")
     return RuntimeConfig(
         execution_providers=tuple(args.execution_providers),
         execution_device_id=args.execution_device_id,
@@ -199,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``swapline`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: already printed; return, don't exit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
         parser.print_help()
         return 2
@@ -240,7 +247,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     if args.command == "swap":
         if not 1 <= args.output_image_quality <= 100:
-            raise OutputError("--output-image-quality must be between 1 and 100")
+            raise ConfigError(f"--output-image-quality must be between 1 and 100 (got {args.output_image_quality})")
         return run_swap(args.source, args.target, args.output, swap_config_from_args(args), runtime,
                         force=args.force, quality=args.output_image_quality, quiet=args.quiet)
     if args.command == "demo":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -10,8 +9,14 @@ import cv2
 import numpy as np
 
 from .config import RuntimeConfig, SwapConfig
-from .errors import OutputError
-from .pipeline.image import IMAGE_EXTENSIONS, check_output_path, read_image, write_image
+from .errors import NoFaceError, OutputError
+from .pipeline.image import (
+    IMAGE_EXTENSIONS,
+    atomic_write_bytes,
+    check_output_path,
+    read_image,
+    write_image,
+)
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -32,14 +37,17 @@ def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig
     target_image = read_image(target, "target")
     source_images = [read_image(p, "source") for p in sources]
     with Session(config, runtime, progress=not quiet) as session:
-        source = session.load_source(source_images if len(sources) > 1 else source_images[0])
+        try:
+            source = session.load_source(source_images if len(sources) > 1 else source_images[0])
+        except NoFaceError:  # the API sees arrays; name the file that has no face
+            faceless = [p for p, img in zip(sources, source_images) if not session.analyse(img)]
+            raise NoFaceError(f"no face found in the source image {faceless[0] if faceless else sources[0]}"
+                              ) from None
         result = session.swap(source, target_image)
     if not result.faces:
         _say(quiet, f"swapline: warning: no face found in the target {target}; copied it through unchanged")
         if target.suffix.lower() == out.suffix.lower():
-            tmp = out.with_name(f".{out.name}.copy.part")
-            shutil.copyfile(target, tmp)
-            tmp.replace(out)
+            atomic_write_bytes(out, target.read_bytes())
         else:
             write_image(out, target_image, quality=quality)
         return 0

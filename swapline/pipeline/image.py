@@ -89,6 +89,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise OutputError(f"cannot write in {parent}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the output a normal file's mode
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(data)
         os.replace(tmp, path)
     except OSError as exc:
@@ -97,6 +99,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         _unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _unlink(path: str) -> None:
