@@ -150,29 +150,32 @@ def yuv_luma(
     mask = _stats_mask(stats_mask)
     yuv_f = cv2.cvtColor(face.astype(np.float32), cv2.COLOR_BGR2YUV)
     yuv_t = cv2.cvtColor(target.astype(np.float32), cv2.COLOR_BGR2YUV)
-    out = np.empty_like(yuv_f)
+    y_f, u_f, v_f = cv2.split(yuv_f)
+    y_t = yuv_t[..., 0].copy()
     if detail_sigma is None:
-        out[..., 0] = yuv_t[..., 0]
+        y_out = y_t
     else:
         s = float(detail_sigma)
-        yt = cv2.GaussianBlur(yuv_t[..., 0], (0, 0), s)
-        yf = yuv_f[..., 0]
-        out[..., 0] = yt + yf - cv2.GaussianBlur(yf, (0, 0), s)
+        y_out = cv2.GaussianBlur(y_t, (0, 0), s) + y_f - cv2.GaussianBlur(y_f, (0, 0), s)
     if np.count_nonzero(mask) >= MIN_PIXELS:
         shift = yuv_t[mask][:, 1:].mean(axis=0) - yuv_f[mask][:, 1:].mean(axis=0)
     else:
-        shift = np.zeros(2, dtype=np.float32)
-    out[..., 1:] = yuv_f[..., 1:] + shift.astype(np.float32)
+        shift = np.zeros(2)
+    out = cv2.merge([y_out, u_f + np.float32(shift[0]), v_f + np.float32(shift[1])])
     bgr = cv2.cvtColor(out, cv2.COLOR_YUV2BGR)
     # Keep Y exact where the colour leaves the RGB cube: scale the pixel's chroma towards grey
     # (Y + s * (bgr - Y) has the same Y for any s) by the largest s <= 1 that fits.
-    y = np.clip(out[..., 0], 0.0, 255.0)[..., None]
-    chroma = bgr - y
-    room = np.where(chroma > 0, 255.0 - y, y)
-    mag = np.abs(chroma)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(mag > room, room / mag, 1.0).min(axis=-1, keepdims=True)
-    bgr = y + chroma * s.astype(np.float32)
+    inside = cv2.inRange(bgr, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
+    bad = np.flatnonzero(inside.reshape(-1) == 0)
+    if len(bad):
+        flat = bgr.reshape(-1, 3)
+        px = flat[bad]
+        y = np.clip(y_out.reshape(-1)[bad], 0.0, 255.0)[:, None]
+        chroma = px - y
+        room = np.where(chroma > 0, 255.0 - y, y)
+        mag = np.maximum(np.abs(chroma), 1e-6)
+        scale = np.minimum(room / mag, 1.0).min(axis=1, keepdims=True)
+        flat[bad] = y + chroma * scale
     return _to_uint8(bgr)
 
 

@@ -243,12 +243,12 @@ def area_mask(shape: tuple[int, int], mesh: np.ndarray, areas: Sequence[str]) ->
 def _default_zone(mask: np.ndarray) -> np.ndarray:
     """Where the gate may act: an edge band (8 % of the mask width) plus the top 25 % of the mask."""
     inside = (mask > 0.5).view(np.uint8)
-    ys, xs = np.nonzero(inside)
+    x, y, w, h = cv2.boundingRect(inside)
     zone = np.zeros(mask.shape, dtype=bool)
-    if len(ys) == 0:
+    if w == 0 or h == 0:
         return zone
-    width = float(xs.max() - xs.min() + 1)
-    top, bottom = int(ys.min()), int(ys.max())
+    width = float(w)
+    top, bottom = y, y + h - 1
     padded = cv2.copyMakeBorder(inside, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     dist = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
     zone |= dist <= 0.08 * width
@@ -287,15 +287,17 @@ def occlusion_gate(
         return mask.copy()
     zone = _default_zone(mask) if zone is None else np.asarray(zone, dtype=bool)
     # Work inside the bounding box of the mask.
-    ys, xs = np.nonzero(mask > 0)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    bx, by, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
+    y0, y1, x0, x1 = by, by + bh, bx, bx + bw
     lab = cv2.cvtColor(face, cv2.COLOR_BGR2LAB)
     samples = lab[skin].astype(np.float64)
     mean = samples.mean(axis=0)
     cov = np.cov(samples, rowvar=False) + np.diag([6.0**2, 3.0**2, 3.0**2])
-    inv = np.linalg.inv(cov).astype(np.float32)
-    sub = lab[y0:y1, x0:x1].astype(np.float32) - mean.astype(np.float32)
-    d2 = np.einsum("hwi,ij,hwj->hw", sub, inv, sub, optimize=True)
+    # Whitening: d2 = |W (x - mean)|^2 with W^T W = cov^-1 (Cholesky), as one cv2.transform.
+    whiten = np.linalg.cholesky(np.linalg.inv(cov)).T
+    affine = np.hstack([whiten, -(whiten @ mean)[:, None]]).astype(np.float32)
+    z = cv2.transform(lab[y0:y1, x0:x1].astype(np.float32), affine)
+    d2 = cv2.transform(cv2.multiply(z, z), np.ones((1, 3), np.float32))
     k = 3.5 / float(strength)
     inside = mask[y0:y1, x0:x1] > 0.5
     drop = ((d2 > k * k) & zone[y0:y1, x0:x1] & inside).view(np.uint8)
