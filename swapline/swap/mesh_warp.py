@@ -81,32 +81,35 @@ def rasterize_ids(tris: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return ids
 
 
-def dense_maps(ids: np.ndarray, affines: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Source coordinates of every pixel of an index map.
+def dense_maps(ids: np.ndarray, affines: np.ndarray, scale: float | tuple[float, float] = 1.0) -> np.ndarray:
+    """Source coordinates of every pixel of an index map, for one or more affine sets.
 
     Args:
         ids: ``(H, W) int32`` from :func:`rasterize_ids` (0 = no triangle).
-        affines: ``(T, 3, 2) float32`` from :func:`triangle_affines`, in the map's pixel units.
-        scale: the map's pixels per output pixel; coordinates are returned in output pixels,
-            sampled at the map's pixel centres, so the maps can be resized to the output size.
+        affines: ``(T, 3, 2K) float32``: K affine sets side by side (from
+            :func:`triangle_affines`, concatenated on the last axis), in output pixel units.
+        scale: the map's pixels per output pixel, one number or ``(x, y)``; coordinates are in
+            output pixels, sampled at the map's pixel centres, so the maps can be resized to
+            the output size (give the exact per-axis ratios of that resize).
     Returns:
-        ``map_x, map_y``: ``(H, W) float32``. Pixels with no triangle keep their own position
-        (the identity map).
+        ``(2K, H, W) float32``: map_x, map_y of the first set, then of the second, ... Pixels
+        with no triangle keep their own position (the identity map).
     """
     h, w = ids.shape
-    inv = 1.0 / scale
-    xs = (np.arange(w, dtype=np.float32) + 0.5) * inv - 0.5
-    ys = (np.arange(h, dtype=np.float32) + 0.5) * inv - 0.5
-    map_x = np.broadcast_to(xs, (h, w)).copy()
-    map_y = np.broadcast_to(ys[:, None], (h, w)).copy()
-    sel = np.nonzero(ids)
-    if sel[0].size:
-        a = affines[ids[sel] - 1]  # (P, 3, 2)
-        px = map_x[sel]
-        py = map_y[sel]
-        map_x[sel] = px * a[:, 0, 0] + py * a[:, 1, 0] + a[:, 2, 0]
-        map_y[sel] = px * a[:, 0, 1] + py * a[:, 1, 1] + a[:, 2, 1]
-    return map_x, map_y
+    k2 = affines.shape[2]
+    table = np.empty((len(affines) + 1, 3, k2), np.float32)
+    table[0] = 0.0
+    table[0, 0, 0::2] = 1.0  # identity for "no triangle"
+    table[0, 1, 1::2] = 1.0
+    table[1:] = affines
+    sx, sy = (scale, scale) if np.isscalar(scale) else scale
+    xs = (np.arange(w, dtype=np.float32) + 0.5) * np.float32(1.0 / sx) - 0.5
+    ys = (np.arange(h, dtype=np.float32) + 0.5) * np.float32(1.0 / sy) - 0.5
+    per_pixel = table[ids]  # (H, W, 3, 2K)
+    out = per_pixel[:, :, 0, :] * xs[None, :, None]
+    out += per_pixel[:, :, 1, :] * ys[:, None, None]
+    out += per_pixel[:, :, 2, :]
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
 def ring_strip(k: int) -> np.ndarray:
