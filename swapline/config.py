@@ -50,7 +50,7 @@ class SwapConfig:
     # built-in mesh swapper
     face_shape_weight: float = 0.75
     expression: Expression = "target"
-    swap_resolution: int = 256
+    swap_resolution: int = 192
     # masks
     face_mask_types: tuple[str, ...] = ("oval",)
     face_mask_areas: tuple[str, ...] = ("face",)

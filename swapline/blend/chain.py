@@ -1,7 +1,7 @@
 """The blend chain for one swapped face: mask → colour match → alpha or Poisson.
 
 Works on the face's region only (never the whole frame). Pasting into the frame is left to
-:func:`swapline.blend.paste.paste_back`, with the alpha this module returns.
+:func:`swapline.blend.paste.paste_where`, with the region mask this module returns.
 """
 
 from __future__ import annotations
@@ -66,15 +66,15 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
     """Blend the swapped face into its region.
 
     Returns:
-        ``(region (h, w, 3) uint8, alpha (h, w) float32)``: the finished region and where it may
-        differ from the original frame (1) or must not (0), for ``paste_back``.
+        ``(region (h, w, 3) uint8, where (h, w) bool)``: the finished region and where it may
+        differ from the original frame, for ``paste_where``.
     """
     mask = face_mask(swap, config)
     out = swap.target.copy()
-    alpha = swap.changed.astype(np.float32)
+    where = swap.changed
     x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
     if bw == 0 or bh == 0:
-        return out, alpha
+        return out, where
     y1, x1 = y0 + bh, x0 + bw
     sub = (slice(y0, y1), slice(x0, x1))
     face, target, m = swap.face[sub], swap.target[sub], mask[sub]
@@ -90,6 +90,5 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
     if config.blend == "poisson":
         out[sub] = poisson_blend(face, target, m)
     else:
-        a = m[..., None]
-        out[sub] = np.clip(face * a + target * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
-    return out, alpha
+        out[sub] = cv2.blendLinear(face, target, m, 1.0 - m)
+    return out, where

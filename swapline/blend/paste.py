@@ -76,6 +76,23 @@ def paste_back(
     return out
 
 
+def paste_where(out: np.ndarray, patch: np.ndarray, where: np.ndarray, origin: Sequence[int]) -> None:
+    """Copy ``patch`` into ``out`` in place at ``origin`` where ``where`` is true (clipped).
+
+    ``out``: ``(H, W, 3) uint8`` written in place; ``patch``: ``(h, w, 3) uint8``; ``where``:
+    ``(h, w) bool``. The binary counterpart of :func:`paste_back`, for patches that are already
+    blended (a straight copy, no arithmetic).
+    """
+    H, W = out.shape[:2]
+    h, w = patch.shape[:2]
+    x0, y0 = int(origin[0]), int(origin[1])
+    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + w, W), min(y0 + h, H)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return
+    sub = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
+    np.copyto(out[fy0:fy1, fx0:fx1], patch[sub], where=where[sub][..., None])
+
+
 def crop_with_padding(frame: np.ndarray, box: Sequence[int]) -> tuple[np.ndarray, tuple[int, int]]:
     """Cut ``box`` = ``(x0, y0, x1, y1)`` (ints, end exclusive) out of ``frame`` ``(H, W, 3) uint8``.
 

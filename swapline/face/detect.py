@@ -33,8 +33,9 @@ def letterbox(image: np.ndarray, size: int, multiple: int = 32) -> tuple[np.ndar
     h, w = image.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    # bilinear even when shrinking: INTER_AREA costs 2 ms more on a 1080p frame and the
+    # detector does not need the anti-aliasing
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     ch, cw = -(-nh // multiple) * multiple, -(-nw // multiple) * multiple
     canvas = np.zeros((ch, cw, 3), np.uint8)
     canvas[:nh, :nw] = resized

@@ -38,11 +38,22 @@ def roi_from_points(center: np.ndarray, eye_left: np.ndarray, eye_right: np.ndar
     return m
 
 
-def roi_from_face(face: Face, roi_scale: float = 1.5) -> np.ndarray:
-    """Crop affine for a freshly detected face: its box centre and eye line (``(2, 3)``)."""
-    center = np.array(face.center, np.float64)
-    size = max(face.width, face.height) * roi_scale
-    return roi_from_points(center, face.kps[0].astype(np.float64), face.kps[1].astype(np.float64), size, MESH_SIZE)
+# The detector's box sits a little high and loose for FaceMesh: measured over the 20 faces of
+# the test photos, the crop a mesh implies is centred 0.04 box-heights lower (in the eye-level
+# frame) and 0.91 times the size. Starting there, one pass usually suffices.
+DETECTION_ROI_SHIFT = 0.04
+DETECTION_ROI_SCALE = 1.5 * 0.91
+
+
+def roi_from_face(face: Face) -> np.ndarray:
+    """Crop affine for a freshly detected face, from its box and eye line (``(2, 3)``)."""
+    eye_l, eye_r = face.kps[0].astype(np.float64), face.kps[1].astype(np.float64)
+    dx, dy = eye_r - eye_l
+    norm = np.hypot(dx, dy) + 1e-9
+    down = np.array([-dy, dx]) / norm  # perpendicular to the eye line, towards the chin
+    size = max(face.width, face.height)
+    center = np.array(face.center, np.float64) + down * DETECTION_ROI_SHIFT * size
+    return roi_from_points(center, eye_l, eye_r, size * DETECTION_ROI_SCALE, MESH_SIZE)
 
 
 def roi_from_mesh(mesh: np.ndarray, roi_scale: float = 1.5) -> np.ndarray:
@@ -61,6 +72,17 @@ def roi_from_mesh(mesh: np.ndarray, roi_scale: float = 1.5) -> np.ndarray:
     center = ((lo + hi) / 2) @ np.array([[c, s], [-s, c]])
     size = float((hi - lo).max()) * roi_scale
     return roi_from_points(center, eye_l, eye_r, size, MESH_SIZE)
+
+
+def roi_differs(a: np.ndarray, b: np.ndarray, tolerance: float = 0.06) -> bool:
+    """Whether two crop affines ``(2, 3)`` (image → crop) frame the face differently: the crop
+    centre moved, or its size or rotation changed, by more than ``tolerance`` of the crop."""
+    ia, ib = invert_affine(a), invert_affine(b)
+    corners = np.array([[0, 0], [MESH_SIZE, 0], [0, MESH_SIZE], [MESH_SIZE, MESH_SIZE]], np.float64)
+    pa = corners @ ia[:, :2].T + ia[:, 2]
+    pb = corners @ ib[:, :2].T + ib[:, 2]
+    side = np.linalg.norm(pa[1] - pa[0])
+    return bool(np.abs(pa - pb).max() > tolerance * side)
 
 
 class FaceMesh:
@@ -103,13 +125,18 @@ class FaceMesh:
     def landmark(self, image: np.ndarray, faces: Sequence[Face], refine: bool = True) -> list[Face]:
         """``faces`` of ``image`` with ``mesh`` and ``mesh_score`` filled in.
 
-        With ``refine`` a second pass re-crops from the first pass's mesh, which centres and
-        sizes the crop the way the model expects (better points on turned or tilted heads).
+        With ``refine``, faces whose first-pass mesh implies a crop noticeably different from
+        the detector's (turned, tilted or off-centre heads) get a second pass cropped from that
+        mesh, the way the model expects; the others keep their first pass.
         """
         if not faces:
             return []
         rois = [roi_from_face(f) for f in faces]
         meshes, scores = self.run([image] * len(faces), rois)
         if refine:
-            meshes, scores = self.run([image] * len(faces), [roi_from_mesh(m) for m in meshes])
+            better = [roi_from_mesh(m) for m in meshes]
+            redo = [i for i, (a, b) in enumerate(zip(rois, better)) if roi_differs(a, b)]
+            if redo:
+                m2, s2 = self.run([image] * len(redo), [better[i] for i in redo])
+                meshes[redo], scores[redo] = m2, s2
         return [f.with_(mesh=m, mesh_score=float(s)) for f, m, s in zip(faces, meshes, scores)]

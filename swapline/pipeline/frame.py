@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..blend.chain import blend_face
-from ..blend.paste import paste_back
+from ..blend.paste import paste_where
 from ..config import SwapConfig
 from ..face.types import Face
 from ..runtime.timing import StageTimes
@@ -28,7 +28,7 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
     """
-    out = frame
+    out = frame.copy()
     changed = np.zeros(frame.shape[:2], bool)
     h, w = frame.shape[:2]
     for face in faces:
@@ -37,16 +37,14 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
                          keep_target_expression=config.expression == "target",
                          resolution=config.swap_resolution)
         t1 = time.perf_counter()
-        region, alpha = blend_face(swap, config)
-        out = paste_back(out, region, alpha, swap.origin)
+        region, where = blend_face(swap, config)
+        paste_where(out, region, where, swap.origin)
         t2 = time.perf_counter()
         x0, y0 = swap.origin
-        rh, rw = alpha.shape
+        rh, rw = where.shape
         ys, xs = slice(max(y0, 0), min(y0 + rh, h)), slice(max(x0, 0), min(x0 + rw, w))
-        changed[ys, xs] |= alpha[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] > 0
+        changed[ys, xs] |= where[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
         if times is not None:
             times.add("swap", t1 - t0)
             times.add("blend", t2 - t1)
-    if out is frame:
-        out = frame.copy()
     return out, changed

@@ -53,6 +53,7 @@ def _expression_points() -> np.ndarray:
 
 
 _EXPRESSION = _expression_points()
+_OTHERS = np.setdiff1d(np.arange(_N), _EXPRESSION)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,12 +114,12 @@ def pose_mesh(source: np.ndarray, target: np.ndarray, weight: float, keep_target
     posed = (scale * (rot @ source.T.astype(np.float64))).T + t
     delta = (posed - target) * weight
     if keep_target_expression:
-        others = np.setdiff1d(np.arange(_N), _EXPRESSION)
         width = np.ptp(target[_OVAL, 0]) + 1e-6
-        d2 = ((target[_EXPRESSION, None, :2] - target[None, others, :2]) ** 2).sum(-1)
-        wts = np.exp(-d2 / (2 * (0.08 * width) ** 2))
+        e, o = target[_EXPRESSION, :2], target[_OTHERS, :2]
+        d2 = (e * e).sum(1)[:, None] + (o * o).sum(1)[None, :] - 2.0 * e @ o.T
+        wts = np.exp(d2 * (-0.5 / (0.08 * width) ** 2))
         wts /= wts.sum(1, keepdims=True) + 1e-12
-        delta[_EXPRESSION] = wts @ delta[others]
+        delta[_EXPRESSION] = wts @ delta[_OTHERS]
     return (target + delta).astype(np.float32)
 
 
@@ -200,7 +201,7 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
     cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
     per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
     ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
-    affines = np.concatenate([triangle_affines(dst[tris], src_t[tris]), triangle_affines(dst[tris], src_s[tris])], 2)
+    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
     maps = dense_maps(ids, affines, (cw / rw, ch / rh))
     face_canvas = (ids > _N_BACK).astype(np.float32)
     changed_canvas = (ids > 0).astype(np.uint8)
@@ -215,8 +216,8 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
     changed = cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(bool)
 
     region = _crop(frame, box)
+    # outside `changed` the map is the identity (up to float rounding): never pasted anyway
     warped_t = cv2.remap(region, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    np.copyto(warped_t, region, where=~changed[..., None])
     face = cv2.remap(source.levels[level], sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     new_region = new.copy()
     new_region[:, :2] -= off

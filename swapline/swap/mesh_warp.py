@@ -40,28 +40,38 @@ def fit_similarity_3d(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarr
 
 
 def triangle_affines(dst_tris: np.ndarray, src_tris: np.ndarray) -> np.ndarray:
-    """The affine of every triangle pair, solved at once.
+    """The affine of every triangle pair, solved at once (closed-form 3 × 3 inverse).
 
     Args:
         dst_tris: ``(T, 3, 2)`` triangle corners where pixels will be written.
-        src_tris: ``(T, 3, 2)`` matching corners where they are read from.
+        src_tris: ``(T, 3, 2K)`` matching corners where they are read from (K ≥ 1 point sets
+            side by side share one solve).
     Returns:
-        ``(T, 3, 2) float32`` ``A`` such that ``[x, y, 1] @ A[t]`` is the source point of the
+        ``(T, 3, 2K) float32`` ``A`` such that ``[x, y, 1] @ A[t]`` is the source point of the
         destination pixel (x, y) in triangle t. Degenerate triangles get the shift of their
         first corner (a safe constant map).
     """
     d = np.asarray(dst_tris, np.float64)
     s = np.asarray(src_tris, np.float64)
-    dh = np.concatenate([d, np.ones(d.shape[:2] + (1,))], axis=2)  # (T, 3, 3)
-    det = np.linalg.det(dh)
+    x0, y0 = d[:, 0, 0], d[:, 0, 1]
+    x1, y1 = d[:, 1, 0], d[:, 1, 1]
+    x2, y2 = d[:, 2, 0], d[:, 2, 1]
+    det = x0 * (y1 - y2) + x1 * (y2 - y0) + x2 * (y0 - y1)
     ok = np.abs(det) > 1e-6
-    out = np.zeros((len(d), 3, 2))
-    if ok.any():
-        out[ok] = np.linalg.solve(dh[ok], s[ok])
-    if (~ok).any():
-        out[~ok, 2, :] = s[~ok, 0, :] - d[~ok, 0, :]
-        out[~ok, 0, 0] = 1.0
-        out[~ok, 1, 1] = 1.0
+    safe = np.where(ok, det, 1.0)
+    # inverse of [[x0, y0, 1], [x1, y1, 1], [x2, y2, 1]] by cofactors
+    inv = np.empty((len(d), 3, 3))
+    inv[:, 0] = np.stack([y1 - y2, y2 - y0, y0 - y1], 1)
+    inv[:, 1] = np.stack([x2 - x1, x0 - x2, x1 - x0], 1)
+    inv[:, 2] = np.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], 1)
+    inv /= safe[:, None, None]
+    out = inv @ s
+    if not ok.all():
+        bad = ~ok
+        out[bad] = 0.0
+        out[bad, 2, :] = s[bad, 0, :] - np.tile(d[bad, 0, :], s.shape[2] // 2)
+        out[bad, 0, 0::2] = 1.0
+        out[bad, 1, 1::2] = 1.0
     return out.astype(np.float32)
 
 
