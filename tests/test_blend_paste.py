@@ -101,3 +101,30 @@ def test_crop_then_paste_round_trip_is_identity() -> None:
     crop, origin = crop_with_padding(frame, (-15, 40, 25, 75))
     out = paste_back(frame, crop, np.ones(crop.shape[:2], np.float32), origin)
     assert np.array_equal(out, frame)
+
+
+def test_paste_where_copies_only_masked_pixels_in_place() -> None:
+    from swapline.blend.paste import paste_where
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    before = frame.copy()
+    patch = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    where = rng.random((30, 40)) > 0.5
+    for origin in [(10, 5), (-15, -10), (60, 45), (100, 100)]:
+        out = before.copy()
+        paste_where(out, patch, where, origin)
+        x0, y0 = origin
+        expected = before.copy()
+        for y in range(30):
+            for x in range(40):
+                fy, fx = y0 + y, x0 + x
+                if where[y, x] and 0 <= fy < 60 and 0 <= fx < 80:
+                    expected[fy, fx] = patch[y, x]
+        assert np.array_equal(out, expected), origin
+    # a non-contiguous destination (every other column of a wider frame) works too
+    wide = np.zeros((60, 160, 3), np.uint8)
+    view = wide[:, ::2]
+    paste_where(view, patch, np.ones((30, 40), bool), (0, 0))
+    assert np.array_equal(wide[:30, 0:80:2], patch)
+    assert np.array_equal(frame, before)

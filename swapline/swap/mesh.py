@@ -28,7 +28,7 @@ from .mesh_warp import (
     triangle_affines,
 )
 
-RING_FACTOR = 1.35  # the surrounding ring reaches 35 % beyond the face outline
+RING_FACTOR = 1.25  # the surrounding ring reaches 25 % beyond the face outline
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _STABLE = topo.as_array(topo.STABLE_UPPER_FACE)
 _FACE_TRIS = np.concatenate([TRIANGLES, topo.EYE_FILL]).astype(np.int32)
@@ -218,7 +218,14 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
     region = _crop(frame, box)
     # outside `changed` the map is the identity (up to float rounding): never pasted anyway
     warped_t = cv2.remap(region, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    face = cv2.remap(source.levels[level], sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # the source texture is only needed on the face surface: remap its bounding box alone
+    face = np.zeros_like(warped_t)
+    fx, fy, fw, fh = cv2.boundingRect((face_region > 0).view(np.uint8) if face_region.dtype == np.bool_
+                                      else (face_region > 0).astype(np.uint8))
+    if fw and fh:
+        box_s = (slice(fy, fy + fh), slice(fx, fx + fw))
+        face[box_s] = cv2.remap(source.levels[level], sx[box_s], sy[box_s], cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
     new_region = new.copy()
     new_region[:, :2] -= off
     return MeshSwap(origin=(x0, y0), target=warped_t, face=face, face_region=face_region,
