@@ -198,3 +198,21 @@ def test_occlusion_gate_zone_limits_it() -> None:
     assert np.array_equal(gated[:, :140], mask[:, :140])  # beyond the gate's soft edge
     hair_core = cv2.erode(hair.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     assert gated[hair_core & (np.arange(SHAPE[1]) > 175)[None, :]].max() < 0.1
+
+
+def test_occlusion_gate_top_zone_takes_skin_coloured_strands_with_the_fringe() -> None:
+    """Skin-coloured gaps inside a fringe go with it when the forehead is a top zone."""
+    face, mask, skin, hair, eye = _hair_face()
+    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    strands = hair & ((xx // 12) % 3 == 0) & (yy > 60)  # every third 12-px column: skin colour
+    face[strands] = face[skin].mean(axis=0).astype(np.uint8)
+    top = yy < 120
+    plain = occlusion_gate(face, mask, skin)
+    hung = occlusion_gate(face, mask, skin, top_zone=top)
+    core = cv2.erode(strands.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert plain[core].mean() > 0.3, "without a top zone the strands stay (they look like skin)"
+    assert hung[core].max() < 0.1, "with a top zone everything above the fringe's edge goes"
+    assert hung[eye].min() > 0.99
+    below = (mask > 0.5) & (yy > 150) & ~cv2.dilate(eye.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    below &= cv2.erode((mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert (hung[below] > 0.99).mean() > 0.99

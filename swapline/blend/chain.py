@@ -41,6 +41,18 @@ def feather_scaled(mask: np.ndarray, erode_px: float, blur_px: float, max_side: 
     return cv2.resize(feather(small, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+_BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
+
+
+def forehead_zone(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: the image above the line through the brows' upper edge of ``mesh``
+    (following head roll), where a fringe would hang."""
+    pts = mesh[_BROW_TOPS, :2].astype(np.float64)
+    (a, b) = np.polyfit(pts[:, 0], pts[:, 1], 1)
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    return ys < a * xs + b - 0.02 * float(np.ptp(mesh[_OVAL, 0]))
+
+
 def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     """The blend mask ``(h, w) float32`` 0..1 of a swapped face.
 
@@ -81,7 +93,7 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
     skin = skin_stats_mask(m.shape, mesh)
     if config.occlusion_gate:
-        m = occlusion_gate(face, m, skin)
+        m = occlusion_gate(face, m, skin, top_zone=forehead_zone(m.shape, mesh))
     if config.color_match == "yuv-luma":
         # the target's lighting (luminance below ~5 % of the face width), the source's detail
         face = yuv_luma(face, target, skin, detail_sigma=YUV_DETAIL_SIGMA * float(np.ptp(mesh[_OVAL, 0])))

@@ -256,12 +256,27 @@ def _default_zone(mask: np.ndarray) -> np.ndarray:
     return zone
 
 
+def _hang_from_top(hits: np.ndarray, zone: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: in each column, the ``zone`` pixels at or above the lowest hit.
+
+    The lowest hit per column is smoothed across columns (running maximum over 8 % of the width)
+    so a few missed columns do not leave skin-coloured streaks in a cut fringe.
+    """
+    h, w = hits.shape
+    rows = np.arange(h)[:, None]
+    lowest = np.where(hits.any(0), h - 1 - np.argmax(hits[::-1], axis=0), -1).astype(np.float32)
+    k = max(1, int(round(0.08 * w))) | 1
+    lowest = cv2.dilate(lowest[None, :], np.ones((1, k), np.uint8))[0]
+    return (rows <= lowest[None, :]) & zone
+
+
 def occlusion_gate(
     face: np.ndarray,
     mask: np.ndarray,
     skin_mask: np.ndarray,
     strength: float = 1.0,
     zone: np.ndarray | None = None,
+    top_zone: np.ndarray | None = None,
 ) -> np.ndarray:
     """Remove hair, fringe and other non-skin occluders at the mask's edge.
 
@@ -277,7 +292,10 @@ def occlusion_gate(
     opened (speckles removed) and only the connected regions that touch the mask edge are
     dropped (hair enters from the edge; eyes, brows and moles in the middle stay). The drop map is
     blurred (sigma 1.5 % of the mask width) into a soft gate, so the cut has no hard edge.
-    ``strength <= 0`` returns the mask unchanged.
+    ``top_zone`` (``(H, W)`` bool, e.g. the forehead above the brows): a fringe hangs from the
+    top, so in each column of this zone everything above the lowest non-skin pixel is dropped
+    too (skin-coloured strands and gaps in a fringe go with it). ``strength <= 0`` returns the
+    mask unchanged.
     """
     mask = np.asarray(mask, dtype=np.float32)
     if strength <= 0 or not np.any(mask > 0.5):
@@ -292,7 +310,11 @@ def occlusion_gate(
     lab = cv2.cvtColor(face, cv2.COLOR_BGR2LAB)
     samples = lab[skin].astype(np.float64)
     mean = samples.mean(axis=0)
-    cov = np.cov(samples, rowvar=False) + np.diag([6.0**2, 3.0**2, 3.0**2])
+    cov = np.cov(samples, rowvar=False)
+    # Cheek shading inflates the lightness spread; hair differs from skin mostly in lightness,
+    # so the L spread is capped (at 12 units) before the floor is added.
+    cap = min(1.0, 12.0 / np.sqrt(max(cov[0, 0], 1e-6)))
+    cov = cov * np.outer([cap, 1.0, 1.0], [cap, 1.0, 1.0]) + np.diag([6.0**2, 3.0**2, 3.0**2])
     # Whitening: d2 = |W (x - mean)|^2 with W^T W = cov^-1 (Cholesky), as one cv2.transform.
     whiten = np.linalg.cholesky(np.linalg.inv(cov)).T
     affine = np.hstack([whiten, -(whiten @ mean)[:, None]]).astype(np.float32)
@@ -314,7 +336,11 @@ def occlusion_gate(
     touching = np.zeros(n, dtype=bool)
     touching[np.unique(labels[(dist <= 3.0) & (drop > 0)])] = True
     touching[0] = False
-    drop_f = touching[labels].astype(np.float32)
+    dropped = touching[labels]
+    if top_zone is not None:  # only hits that hang from the edge pull the cut up to the top
+        top = np.asarray(top_zone, dtype=bool)[y0:y1, x0:x1] & inside
+        dropped |= _hang_from_top(dropped & top, top)
+    drop_f = dropped.astype(np.float32)
     # Close small gaps and soften; the drop area also covers the outside of the mask next to it.
     sigma = max(1.0, 0.015 * width)
     drop_f = cv2.GaussianBlur(drop_f, (0, 0), sigma)
