@@ -26,10 +26,11 @@ class FaceAnalyser:
     @classmethod
     def from_store(cls, store: ModelStore, factory: SessionFactory, score_threshold: float = 0.5) -> "FaceAnalyser":
         """Load YuNet, FaceMesh and SFace through the model store (fetch/convert on first use)."""
+        opt = store.root / "optimized"
         return cls(
-            YuNetDetector(factory.create(store.path("yunet")), score_threshold=score_threshold),
-            FaceMesh(factory.create(store.path("facemesh"))),
-            SFace(factory.create(store.path("sface"))),
+            YuNetDetector(factory.create(store.path("yunet"), optimized_dir=opt), score_threshold=score_threshold),
+            FaceMesh(factory.create(store.path("facemesh"), optimized_dir=opt)),
+            SFace(factory.create(store.path("sface"), optimized_dir=opt)),
         )
 
     def analyse(self, images: Sequence[np.ndarray], *, embed: bool = True, score_threshold: float | None = None,

@@ -119,10 +119,45 @@ class SessionFactory:
                 out.append(full)
         return out
 
-    def create(self, model_path: Path, *, threads: int | None = None) -> ort.InferenceSession:
-        """An inference session for ``model_path`` with this factory's providers and threads."""
+    def optimized_path(self, model_path: Path, cache_dir: Path) -> Path | None:
+        """Where the graph-optimised copy of ``model_path`` is cached in ``cache_dir``, or None
+        when it is not cached (only CPU-only sessions: other providers fuse nodes of their own,
+        and TensorRT keeps its own engine cache). The name pins the model file's size and time,
+        the onnxruntime version and the providers, so any change makes a new copy."""
+        if self.providers != ("cpu",):
+            return None
+        st = model_path.stat()
+        tag = f"{st.st_size}-{st.st_mtime_ns}-ort{ort.__version__}-{'-'.join(self.providers)}"
+        return cache_dir / f"{model_path.stem}.{tag}.onnx"
+
+    def create(self, model_path: Path, *, threads: int | None = None,
+               optimized_dir: Path | None = None) -> ort.InferenceSession:
+        """An inference session for ``model_path`` with this factory's providers and threads.
+
+        With ``optimized_dir`` (the model store's cache), CPU sessions keep the optimised graph
+        there (see :meth:`optimized_path`) and load it directly next time.
+        """
+        cached = self.optimized_path(model_path, optimized_dir) if optimized_dir is not None else None
+        if cached is not None and cached.exists():
+            try:
+                return self._session(cached, threads, optimize=False)
+            except ModelError:
+                cached.unlink(missing_ok=True)  # damaged or stale: optimise again
+        return self._session(model_path, threads, optimize=True, save_to=cached)
+
+    def _session(self, model_path: Path, threads: int | None, *, optimize: bool,
+                 save_to: Path | None = None) -> ort.InferenceSession:
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                       else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        tmp: Path | None = None
+        if save_to is not None:
+            try:
+                save_to.parent.mkdir(parents=True, exist_ok=True)
+                tmp = save_to.with_name(f".{save_to.name}.{os.getpid()}.part")
+                so.optimized_model_filepath = str(tmp)
+            except OSError:
+                tmp = None  # a read-only cache only costs the optimisation time
         n = threads or self.config.intra_op_threads or default_threads()
         so.intra_op_num_threads = n
         so.inter_op_num_threads = 1
@@ -131,11 +166,16 @@ class SessionFactory:
         # threads must not spin-wait and steal the next one's CPU (2x slower on 2 cores).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            return ort.InferenceSession(
+            session = ort.InferenceSession(
                 str(model_path), sess_options=so, providers=self.provider_list(model_path.parent)
             )
         except Exception as exc:  # onnxruntime raises many unrelated types
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise ModelError(f"cannot load model {model_path.name}: {str(exc).splitlines()[0]}") from exc
+        if tmp is not None and save_to is not None and tmp.exists():
+            os.replace(tmp, save_to)
+        return session
 
 
 def run(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
