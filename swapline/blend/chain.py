@@ -24,21 +24,10 @@ YUV_DETAIL_SIGMA = 0.05  # fraction of the face width: coarser luminance comes f
 def skin_stats_mask(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
     """``(H, W) bool``: cheek, nose-bridge and chin patches of ``mesh`` ``(468, 2+)``, where
     colour statistics are taken (skin only: no eyes, brows, lips or hair)."""
-    out = np.zeros(shape, bool)
-    for idx in _SKIN_PATCHES:
-        out |= hull_mask(shape, mesh[idx, :2]) > 0.5
-    return out
-
-
-def feather_scaled(mask: np.ndarray, erode_px: float, blur_px: float, max_side: int = 256) -> np.ndarray:
-    """:func:`feather` computed at most ``max_side`` px on the long side and resized back: a
-    soft edge has no detail worth the full resolution. ``(H, W) float32`` 0..1."""
-    h, w = mask.shape
-    s = min(1.0, max_side / max(h, w))
-    if s == 1.0:
-        return feather(mask, erode_px, blur_px)
-    small = cv2.resize(mask, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(feather(small, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
+    canvas = np.zeros(shape, np.uint8)
+    hulls = [cv2.convexHull(np.round(mesh[idx, :2] * 16).astype(np.int32)) for idx in _SKIN_PATCHES]
+    cv2.fillPoly(canvas, hulls, 1, cv2.LINE_8, 4)
+    return canvas.view(bool)
 
 
 _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
@@ -53,6 +42,27 @@ def forehead_zone(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
     return ys < a * xs + b - 0.02 * float(np.ptp(mesh[_OVAL, 0]))
 
 
+def feather_scaled(mask: np.ndarray, erode_px: float, blur_px: float, max_side: int = 256) -> np.ndarray:
+    """:func:`feather` computed at most ``max_side`` px on the long side and resized back: a
+    soft edge has no detail worth the full resolution. ``(H, W) float32`` 0..1."""
+    h, w = mask.shape
+    s = min(1.0, max_side / max(h, w))
+    if s == 1.0:
+        return feather(mask, erode_px, blur_px)
+    small = cv2.resize(mask, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(feather(small, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _feather_face(swap: MeshSwap, erode_px: float, blur_px: float) -> np.ndarray:
+    """The feathered face surface, computed on the swapper's canvas (no downscale needed)."""
+    h, w = swap.face_region.shape
+    ch, cw = swap.canvas_face.shape
+    if (ch, cw) == (h, w):
+        return feather(swap.face_region, erode_px, blur_px)
+    s = cw / w
+    return cv2.resize(feather(swap.canvas_face, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     """The blend mask ``(h, w) float32`` 0..1 of a swapped face.
 
@@ -63,7 +73,7 @@ def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     shape = swap.face_region.shape
     mesh = swap.mesh[:, :2]
     width = float(np.ptp(mesh[_OVAL, 0]))
-    masks = [feather_scaled(swap.face_region, config.face_mask_erode * width, config.face_mask_blur * width)]
+    masks = [_feather_face(swap, config.face_mask_erode * width, config.face_mask_blur * width)]
     if "box" in config.face_mask_types:
         lo, hi = mesh[_OVAL].min(0), mesh[_OVAL].max(0)
         box = np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)

@@ -55,8 +55,10 @@ def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -
     m8 = mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8)
     lab_f = cv2.cvtColor(face, cv2.COLOR_BGR2LAB)
     mean_f, std_f = (v.reshape(3) for v in cv2.meanStdDev(lab_f, mask=m8))
-    lab_t = cv2.cvtColor(target, cv2.COLOR_BGR2LAB)
-    mean_t, std_t = (v.reshape(3) for v in cv2.meanStdDev(lab_t, mask=m8))
+    # the target is only needed for its statistics: convert just the box around them
+    x, y, w, h = cv2.boundingRect(m8)
+    lab_t = cv2.cvtColor(target[y:y + h, x:x + w], cv2.COLOR_BGR2LAB)
+    mean_t, std_t = (v.reshape(3) for v in cv2.meanStdDev(lab_t, mask=np.ascontiguousarray(m8[y:y + h, x:x + w])))
     ratio = np.clip(std_t / np.maximum(std_f, 1e-3), *STD_RATIO_RANGE)
     levels = np.arange(256, dtype=np.float64)[:, None]
     lut = np.clip(np.rint((levels - mean_f) * ratio + mean_t), 0, 255).astype(np.uint8).reshape(256, 1, 3)

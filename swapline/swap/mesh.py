@@ -136,6 +136,8 @@ class MeshSwap:
         face_region: ``(h, w) float32`` 1 on the face surface (outline minus inner mouth).
         changed: ``(h, w) bool`` pixels of ``target`` that may differ from the original frame.
         mesh: ``(468, 3) float32`` the new mesh in region pixels.
+        canvas_face: ``(ch, cw) float32`` ``face_region`` at the canvas size the maps were
+            computed at (masks can be feathered there and resized once).
     """
 
     origin: tuple[int, int]
@@ -144,6 +146,7 @@ class MeshSwap:
     face_region: np.ndarray
     changed: np.ndarray
     mesh: np.ndarray
+    canvas_face: np.ndarray
 
 
 def _region(points: np.ndarray, pad: int = 2) -> tuple[int, int, int, int]:
@@ -229,7 +232,7 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
     new_region = new.copy()
     new_region[:, :2] -= off
     return MeshSwap(origin=(x0, y0), target=warped_t, face=face, face_region=face_region,
-                    changed=changed, mesh=new_region.astype(np.float32))
+                    changed=changed, mesh=new_region.astype(np.float32), canvas_face=face_canvas)
 
 
 def _texture_level(source: SourceFace, target_width: float) -> int:
