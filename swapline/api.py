@@ -22,7 +22,7 @@ import numpy as np
 from .config import RuntimeConfig, SwapConfig
 from .errors import ConfigError, NoFaceError
 from .face.analyse import FaceAnalyser
-from .face.select import order_faces, reference_embedding, select_faces
+from .face.select import choose_faces, order_faces
 from .face.types import Face
 from .models.store import ModelStore
 from .pipeline.frame import swap_faces
@@ -40,7 +40,8 @@ class SwapResult:
 
     Attributes:
         image: ``(H, W, 3) uint8`` BGR result (a copy of the target when nothing was swapped).
-        faces: every face found in the target, in the configured order.
+        faces: every face found in the target, in the configured order (with embeddings only
+            where identity decided the selection).
         swapped: the faces that were swapped.
         changed: ``(H, W) bool`` pixels that may differ from the target; all others are
             bit-identical.
@@ -124,20 +125,21 @@ class Session:
         cfg = config or self.config
         image = _as_image(target, "target")
         times = StageTimes()
-        faces = self._analyse(image, cfg, times)
-        ordered = order_faces(faces, cfg.face_selector_order)
-        ref = reference
-        if cfg.face_selector_mode == "reference" and ref is None:
-            ref = reference_embedding(faces, cfg.face_selector_order, cfg.reference_face_position)
-        chosen = select_faces(faces, cfg.face_selector_mode, cfg.face_selector_order,
-                              reference=ref, max_distance=cfg.reference_face_distance)
+        faces = self._analyse(image, cfg, times, embed=False)
+
+        def embed(found: list[Face]) -> list[Face]:
+            with times.stage("embed"):
+                return self.analyser.recognizer.embed(image, found)
+
+        ordered, chosen = choose_faces(faces, cfg, reference, embed)
         out, changed = swap_faces(image, chosen, source, cfg, times)
         return SwapResult(image=out, faces=tuple(ordered), swapped=tuple(chosen), changed=changed,
                           times_ms=dict(times.ms))
 
 
-    def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None) -> list[Face]:
-        return self.analyser.analyse([image], score_threshold=cfg.face_detector_score,
+    def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None, *,
+                 embed: bool = True) -> list[Face]:
+        return self.analyser.analyse([image], embed=embed, score_threshold=cfg.face_detector_score,
                                      detector_size=cfg.face_detector_size, times=times)[0]
 
 
