@@ -84,6 +84,23 @@ def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     return combine_min(masks)
 
 
+def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray, max_side: int = 256) -> np.ndarray:
+    """:func:`occlusion_gate` with the forehead as its top zone, decided on a copy at most
+    ``max_side`` px large (the cut is soft, so its position needs no more) and applied to the
+    full-size mask."""
+    h, w = mask.shape
+    s = min(1.0, max_side / max(h, w))
+    if s == 1.0:
+        return occlusion_gate(face, mask, skin, top_zone=forehead_zone(mask.shape, mesh))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
+    gated = occlusion_gate(cv2.resize(face, size, interpolation=cv2.INTER_AREA), small_mask,
+                           cv2.resize(skin.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).view(bool),
+                           top_zone=forehead_zone((size[1], size[0]), mesh * s))
+    keep = np.where(small_mask > 1e-3, gated / np.maximum(small_mask, 1e-3), 1.0).astype(np.float32)
+    return mask * np.clip(cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+
+
 def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarray]:
     """Blend the swapped face into its region.
 
@@ -103,7 +120,7 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
     skin = skin_stats_mask(m.shape, mesh)
     if config.occlusion_gate:
-        m = occlusion_gate(face, m, skin, top_zone=forehead_zone(m.shape, mesh))
+        m = _gate(face, m, skin, mesh)
     if config.color_match == "yuv-luma":
         # the target's lighting (luminance below ~5 % of the face width), the source's detail
         face = yuv_luma(face, target, skin, detail_sigma=YUV_DETAIL_SIGMA * float(np.ptp(mesh[_OVAL, 0])))

@@ -137,6 +137,18 @@ def histogram_match(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray
 
 # --- luminance preserving -------------------------------------------------------------------
 
+def lowpass(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur ``(H, W) float32`` with ``sigma`` px; wide blurs run on a shrunken copy
+    (a 20 px sigma costs what a 5 px one does), which a low-pass result does not notice."""
+    factor = max(1, int(sigma // 4))
+    if factor == 1:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def yuv_luma(
     face: np.ndarray,
     target: np.ndarray,
@@ -162,7 +174,7 @@ def yuv_luma(
         y_out = y_t
     else:
         s = float(detail_sigma)
-        y_out = cv2.GaussianBlur(y_t, (0, 0), s) + y_f - cv2.GaussianBlur(y_f, (0, 0), s)
+        y_out = lowpass(y_t, s) + y_f - lowpass(y_f, s)
     if np.count_nonzero(mask) >= MIN_PIXELS:
         shift = yuv_t[mask][:, 1:].mean(axis=0) - yuv_f[mask][:, 1:].mean(axis=0)
     else:
