@@ -122,5 +122,5 @@ def run_doctor(runtime: RuntimeConfig) -> int:
     store = ModelStore(runtime, progress=False)
     print(f"model cache:         {store.root}")
     for st in store.status():
-        print(f"  {st.name:<12} {st.state}")
+        print(f"  {st.name:<16} {st.state}")
     return 0

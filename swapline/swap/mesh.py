@@ -90,11 +90,8 @@ def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None =
     mesh = face.mesh.copy()
     mesh[:, 0] -= x0
     mesh[:, 1] -= y0
-    levels = [crop]
-    while min(levels[-1].shape[:2]) > 64:
-        levels.append(cv2.pyrDown(levels[-1]))
     width = float(np.ptp(oval[:, 0]))
-    return SourceFace(levels=tuple(levels), mesh=mesh, width=width,
+    return SourceFace(levels=_pyramid(crop), mesh=mesh, width=width,
                       embedding=embedding if embedding is not None else face.embedding)
 
 
@@ -270,12 +267,17 @@ def merge_sources(sources: list[SourceFace]) -> SourceFace:
         acc += cv2.remap(s.levels[0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     texture = base.levels[0].copy()
     texture[face] = np.clip(acc[face] / len(sources) + 0.5, 0, 255).astype(np.uint8)
-    levels = [texture]
-    while min(levels[-1].shape[:2]) > 64:
-        levels.append(cv2.pyrDown(levels[-1]))
     embs = [s.embedding for s in sources if s.embedding is not None]
     emb = None
     if embs:
         m = np.mean(embs, axis=0)
         emb = (m / (np.linalg.norm(m) + 1e-12)).astype(np.float32)
-    return SourceFace(levels=tuple(levels), mesh=mean_mesh.astype(np.float32), width=base.width, embedding=emb)
+    return SourceFace(levels=_pyramid(texture), mesh=mean_mesh.astype(np.float32), width=base.width, embedding=emb)
+
+
+def _pyramid(image: np.ndarray, smallest: int = 64) -> tuple[np.ndarray, ...]:
+    """``image`` and its halvings (``cv2.pyrDown``) while the short side exceeds ``smallest``."""
+    levels = [image]
+    while min(levels[-1].shape[:2]) > smallest:
+        levels.append(cv2.pyrDown(levels[-1]))
+    return tuple(levels)
