@@ -1,0 +1,105 @@
+"""The staged pipeline: order, batching, bounded memory, error and interrupt propagation."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from swapline.pipeline.stages import Pipeline, Stage
+
+
+def _threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("swapline-")}
+
+
+def test_items_keep_their_order_through_batched_stages() -> None:
+    out: list[int] = []
+    stages = [Stage("double", lambda b: [x * 2 for x in b], batch_size=5, queue_size=3),
+              Stage("inc", lambda b: [x + 1 for x in b], queue_size=2)]
+    p = Pipeline(range(200), stages, out.append)
+    p.run()
+    assert out == [2 * x + 1 for x in range(200)]
+    m = {s.name: s for s in p.metrics()}
+    assert m["double"].items == 200 and m["double"].batches < 200 and m["encode"].items == 200
+    assert not _threads()
+
+
+def test_a_stage_may_hold_items_back_and_flush_them() -> None:
+    held: list[int] = []
+
+    def pairs(batch: list[int]) -> list[tuple[int, int]]:
+        held.extend(batch)
+        out = []
+        while len(held) >= 2:
+            out.append((held.pop(0), held.pop(0)))
+        return out
+
+    out: list[object] = []
+    Pipeline(range(5), [Stage("pairs", pairs, flush=lambda: [tuple(held)])], out.append).run()
+    assert out == [(0, 1), (2, 3), (4,)]
+
+
+def test_memory_is_bounded_by_the_queues() -> None:
+    """The source is never read far ahead of the sink: at most the queues' capacity."""
+    produced = 0
+    ahead = []
+
+    def source():  # noqa: ANN202
+        nonlocal produced
+        for i in range(300):
+            produced += 1
+            yield i
+
+    def sink(item: int) -> None:
+        ahead.append(produced - item)
+        time.sleep(0.001)  # a slow encoder
+
+    stages = [Stage("a", lambda b: b, batch_size=4, queue_size=4), Stage("b", lambda b: b, queue_size=4)]
+    Pipeline(source(), stages, sink).run()
+    capacity = 4 + 4 + 4 + 4 + 3  # queues, the output queue, one batch and items in hand
+    assert max(ahead) <= capacity
+
+
+def test_an_error_in_a_stage_stops_everything_and_reaches_the_caller() -> None:
+    consumed = []
+
+    def boom(batch: list[int]) -> list[int]:
+        if 50 in batch:
+            raise ValueError("bad frame 50")
+        return batch
+
+    def endless():  # noqa: ANN202
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    p = Pipeline(endless(), [Stage("boom", boom), Stage("after", lambda b: b)], consumed.append)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="bad frame 50"):
+        p.run()
+    assert time.perf_counter() - t0 < 5
+    assert consumed == list(range(len(consumed))) and len(consumed) < 50
+    assert not _threads()
+
+
+def test_an_interrupt_in_the_caller_stops_the_stages() -> None:
+    def sink(item: int) -> None:
+        if item == 10:
+            raise KeyboardInterrupt
+
+    p = Pipeline(iter(range(10**9)), [Stage("s", lambda b: b)], sink)
+    with pytest.raises(KeyboardInterrupt):
+        p.run()
+    assert not _threads()
+
+
+def test_an_error_in_the_source_reaches_the_caller() -> None:
+    def source():  # noqa: ANN202
+        yield 1
+        raise OSError("corrupt input")
+
+    with pytest.raises(OSError, match="corrupt input"):
+        Pipeline(source(), [Stage("s", lambda b: b)], lambda x: None).run()
