@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from .config import RuntimeConfig, SwapConfig
+from .config import RuntimeConfig, SwapConfig, VideoConfig
 from .errors import ConfigError, NoFaceError
 from .face.analyse import FaceAnalyser
-from .face.select import choose_faces, order_faces
+from .face.select import order_faces
 from .face.types import Face
 from .models.store import ModelStore
-from .pipeline.frame import swap_faces
+from .pipeline.video import JobReport, swap_still, swap_video
 from .pipeline.image import read_image
 from .runtime.session import SessionFactory
 from .runtime.timing import StageTimes
@@ -124,18 +124,18 @@ class Session:
         """
         cfg = config or self.config
         image = _as_image(target, "target")
-        times = StageTimes()
-        faces = self._analyse(image, cfg, times, embed=False)
+        work = swap_still(self.analyser, source, image, cfg, reference=reference)
+        assert work.output is not None and work.changed is not None
+        return SwapResult(image=work.output, faces=tuple(order_faces(work.faces, cfg.face_selector_order)),
+                          swapped=tuple(work.chosen), changed=work.changed, times_ms=dict(work.times.ms))
 
-        def embed(found: list[Face]) -> list[Face]:
-            with times.stage("embed"):
-                return self.analyser.recognizer.embed(image, found)
-
-        ordered, chosen = choose_faces(faces, cfg, reference, embed)
-        out, changed = swap_faces(image, chosen, source, cfg, times)
-        return SwapResult(image=out, faces=tuple(ordered), swapped=tuple(chosen), changed=changed,
-                          times_ms=dict(times.ms))
-
+    def swap_video(self, source: SourceFace, target: str | os.PathLike[str], output: str | os.PathLike[str],
+                   config: SwapConfig | None = None, video: VideoConfig | None = None, *,
+                   reference: np.ndarray | None = None, force: bool = False, progress: bool = False) -> JobReport:
+        """Swap ``source`` into the video ``target`` and write ``output`` (audio copied, written to
+        a temporary name and renamed when complete). Returns the job's figures."""
+        return swap_video(self.analyser, source, Path(target), Path(output), config or self.config,
+                          video or VideoConfig(), reference=reference, force=force, progress=progress)
 
     def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None, *,
                  embed: bool = True) -> list[Face]:

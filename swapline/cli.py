@@ -18,13 +18,16 @@ from . import __version__
 from .config import (
     BLEND_MODES,
     COLOR_MATCHES,
+    ENCODERS,
     EXPRESSIONS,
     FACE_ORDERS,
     MASK_AREAS,
     MASK_TYPES,
+    PRESETS,
     SELECTOR_MODES,
     RuntimeConfig,
     SwapConfig,
+    VideoConfig,
 )
 from .errors import ConfigError, SwaplineError
 from .runtime.session import PROVIDER_NAMES
@@ -132,6 +135,37 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "a bright forehead)")
 
 
+def add_video_options(p: argparse.ArgumentParser) -> None:
+    """Video decoding, staging and encoding options."""
+    d = VideoConfig()
+    g = p.add_argument_group("video")
+    g.add_argument("--output-video-encoder", choices=ENCODERS, default=d.encoder, metavar="ENCODER",
+                   help=f"{', '.join(ENCODERS)}; auto: NVENC when a GPU has it, else libx264 "
+                        "(default: %(default)s)")
+    g.add_argument("--output-video-quality", type=int, default=d.quality, metavar="CRF",
+                   help="constant rate factor 0..51, lower is better (default: %(default)s)")
+    g.add_argument("--output-video-preset", choices=PRESETS, default=d.preset, metavar="PRESET",
+                   help=f"encoder speed/size trade-off: {', '.join(PRESETS)} (default: %(default)s)")
+    g.add_argument("--trim-frame-start", type=int, default=d.trim_start, metavar="N",
+                   help="first frame to process (default: 0)")
+    g.add_argument("--trim-frame-end", type=int, default=None, metavar="N",
+                   help="frame to stop before (default: the end)")
+    g.add_argument("--detect-interval", type=int, default=d.detect_interval, metavar="K",
+                   help="run the face detector every K frames and follow faces with the mesh in "
+                        "between; a lost face is detected again at once (default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N",
+                   help="frames per batch in the detection stage (default: %(default)s)")
+    g.add_argument("--queue-size", type=int, default=d.queue_size, metavar="N",
+                   help="frames each stage may hold waiting; bounds memory (default: %(default)s)")
+
+
+def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
+    return VideoConfig(detect_interval=args.detect_interval, batch_size=args.batch_size,
+                       queue_size=args.queue_size, encoder=args.output_video_encoder,
+                       quality=args.output_video_quality, preset=args.output_video_preset,
+                       trim_start=args.trim_frame_start, trim_end=args.trim_frame_end)
+
+
 def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
     return SwapConfig(
         face_selector_mode=args.face_selector_mode,
@@ -166,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="swapline",
-        description="Swap the face of a source photo into target photos (videos: coming). "
+        description="Swap the face of a source photo into target photos and videos. "
                     "Runs on the CPU with models that ship inside its dependencies; uses a GPU "
                     "through ONNX Runtime when one is there.",
         epilog="Start with 'swapline demo'. Every command has its own --help.",
@@ -179,14 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Example: swapline swap -s face.jpg -t photo.jpg -o result.jpg")
     p.add_argument("-s", "--source", nargs="+", action="extend", required=True, type=Path, metavar="SOURCE",
                    help="source image(s) of one person; several are averaged into one identity")
-    p.add_argument("-t", "--target", required=True, type=Path, help="target image")
+    p.add_argument("-t", "--target", required=True, type=Path, help="target image or video")
     p.add_argument("-o", "--output", required=True, type=Path,
-                   help="output image (.jpg, .png, .webp, .bmp, .tif); written atomically")
+                   help="output image (.jpg, .png, .webp, .bmp, .tif) or video (.mp4, .mov, .mkv, "
+                        ".webm, .m4v); written to a temporary name and renamed when complete")
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--output-image-quality", type=int, default=95, metavar="Q",
                    help="JPEG/WebP quality 1..100 (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     add_swap_options(p)
+    add_video_options(p)
     add_runtime_options(p)
 
     p = sub.add_parser("demo", help="swap two public-domain portraits that ship with the dependencies",
@@ -224,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("SWAPLINE_DEBUG") == "1"
     warnings.simplefilter("default")
     warnings.showwarning = _show_warning
+    previous = _terminate_as_interrupt()
     try:
         return _dispatch(args)
     except SwaplineError as exc:
@@ -243,6 +280,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"swapline: internal error: {type(exc).__name__}: {exc} (set SWAPLINE_DEBUG=1 for details)",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _terminate_as_interrupt() -> object:
+    """Let SIGTERM stop a run the way Ctrl-C does (stages stop, the partial output is removed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -260,7 +316,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not 1 <= args.output_image_quality <= 100:
             raise ConfigError(f"--output-image-quality must be between 1 and 100 (got {args.output_image_quality})")
         return run_swap(args.source, args.target, args.output, swap_config_from_args(args), runtime,
-                        force=args.force, quality=args.output_image_quality, quiet=args.quiet)
+                        force=args.force, quality=args.output_image_quality, quiet=args.quiet,
+                        video=video_config_from_args(args))
     if args.command == "demo":
         return run_demo(args.output_dir, runtime)
     if args.command == "benchmark":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from .config import RuntimeConfig, SwapConfig
+from .config import RuntimeConfig, SwapConfig, VideoConfig
 from .errors import NoFaceError, OutputError
 from .pipeline.image import (
     IMAGE_EXTENSIONS,
@@ -17,6 +18,11 @@ from .pipeline.image import (
     read_image,
     write_image,
 )
+from .video.reader import is_video_path
+
+if TYPE_CHECKING:
+    from .api import Session
+    from .swap.mesh import SourceFace
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -24,25 +30,35 @@ def _say(quiet: bool, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig, *,
-             force: bool = False, quality: int = 95, quiet: bool = False) -> int:
-    """Swap ``sources`` into ``target`` and write ``output``. Returns the exit code."""
-    from .api import Session
+def _load_source(session: "Session", sources: list[Path], images: list[np.ndarray]) -> "SourceFace":
+    try:
+        return session.load_source(images if len(images) > 1 else images[0])
+    except NoFaceError:  # the API sees arrays; name the file that has no face
+        faceless = [p for p, img in zip(sources, images) if not session.analyse(img)]
+        raise NoFaceError(f"no face found in the source image {faceless[0] if faceless else sources[0]}") from None
 
-    # Validate everything cheap before loading a model.
-    out = check_output_path(output, force=force, extensions=IMAGE_EXTENSIONS)
-    for p in [*sources, target]:
+
+def _check_not_an_input(out: Path, inputs: list[Path]) -> None:
+    for p in inputs:
         if p.exists() and out.exists() and p.resolve() == out.resolve():
             raise OutputError(f"output would overwrite an input: {out}")
+
+
+def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig, *,
+             force: bool = False, quality: int = 95, quiet: bool = False, video: VideoConfig | None = None) -> int:
+    """Swap ``sources`` into ``target`` (an image or a video) and write ``output``. Returns the
+    exit code."""
+    from .api import Session
+
+    if is_video_path(target):
+        return run_swap_video(sources, target, output, config, runtime, video or VideoConfig(), force=force, quiet=quiet)
+    # Validate everything cheap before loading a model.
+    out = check_output_path(output, force=force, extensions=IMAGE_EXTENSIONS)
+    _check_not_an_input(out, [*sources, target])
     target_image = read_image(target, "target")
     source_images = [read_image(p, "source") for p in sources]
     with Session(config, runtime, progress=not quiet) as session:
-        try:
-            source = session.load_source(source_images if len(sources) > 1 else source_images[0])
-        except NoFaceError:  # the API sees arrays; name the file that has no face
-            faceless = [p for p, img in zip(sources, source_images) if not session.analyse(img)]
-            raise NoFaceError(f"no face found in the source image {faceless[0] if faceless else sources[0]}"
-                              ) from None
+        source = _load_source(session, sources, source_images)
         result = session.swap(source, target_image)
     if not result.faces:
         _say(quiet, f"swapline: warning: no face found in the target {target}; copied it through unchanged")
@@ -59,6 +75,30 @@ def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig
     return 0
 
 
+def run_swap_video(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig,
+                   video: VideoConfig, *, force: bool = False, quiet: bool = False) -> int:
+    """Swap ``sources`` into the video ``target``; write the video ``output`` with its audio."""
+    from .api import Session
+    from .pipeline.video import VIDEO_EXTENSIONS
+    from .video.reader import probe
+
+    if output.suffix.lower() in IMAGE_EXTENSIONS:
+        raise OutputError(f"the target is a video: give a video output ({', '.join(VIDEO_EXTENSIONS)}), not {output}")
+    out = check_output_path(output, force=force, extensions=VIDEO_EXTENSIONS)
+    _check_not_an_input(out, [*sources, target])
+    info = probe(target)
+    source_images = [read_image(p, "source") for p in sources]
+    with Session(config, runtime, progress=not quiet) as session:
+        source = _load_source(session, sources, source_images)
+        report = session.swap_video(source, target, out, video=video, force=force, progress=not quiet)
+    if report.swapped == 0:
+        _say(quiet, f"swapline: warning: no face was swapped in {target} (none found or none matched the "
+                    f"selection); the video was re-encoded unchanged")
+    audio = "audio copied" if info.has_audio else "no audio"
+    _say(quiet, f"{report.frames} frames, {report.swapped} face(s) swapped, {report.fps:.1f} fps, {audio} → {out}")
+    return 0
+
+
 def demo_portraits() -> tuple[np.ndarray, np.ndarray]:
     """The two public-domain demo portraits as ``(H, W, 3) uint8`` BGR: scikit-image's
     astronaut (Eileen Collins, NASA) and matplotlib's Grace Hopper (US Navy)."""
@@ -70,29 +110,46 @@ def demo_portraits() -> tuple[np.ndarray, np.ndarray]:
     return astronaut, read_image(Path(str(hopper_path)), "demo portrait")
 
 
+DEMO_CLIP_SECONDS = 4
+DEMO_CLIP_FPS = 25
+
+
 def run_demo(output_dir: Path, runtime: RuntimeConfig) -> int:
-    """Swap the two demo portraits into each other; write inputs and results to ``output_dir``."""
+    """Swap the two demo portraits into each other, make a short zoom-and-pan clip of Grace
+    Hopper and swap the astronaut into it; write inputs and results to ``output_dir``."""
     from .api import Session
+    from .video.clip import write_clip, zoom_pan_frames
 
     output_dir.mkdir(parents=True, exist_ok=True)
     astronaut, hopper = demo_portraits()
     print(f"swapline demo: preparing models (first run only) and swapping into {output_dir}/", file=sys.stderr)
+    written: list[Path] = []
     with Session(SwapConfig(), runtime, progress=True) as session:
         a = session.load_source(astronaut)
         h = session.load_source(hopper)
         into_hopper = session.swap(a, hopper)
         into_astronaut = session.swap(h, astronaut)
-    files = {
-        "astronaut.png": astronaut,
-        "grace_hopper.jpg": hopper,
-        "astronaut_into_grace_hopper.jpg": into_hopper.image,
-        "grace_hopper_into_astronaut.png": into_astronaut.image,
-        "side_by_side.jpg": _side_by_side(astronaut, hopper, into_hopper.image, into_astronaut.image),
-    }
-    for name, img in files.items():
-        write_image(output_dir / name, img)
-    for name in files:
-        print(output_dir / name)
+        files = {
+            "astronaut.png": astronaut,
+            "grace_hopper.jpg": hopper,
+            "astronaut_into_grace_hopper.jpg": into_hopper.image,
+            "grace_hopper_into_astronaut.png": into_astronaut.image,
+            "side_by_side.jpg": _side_by_side(astronaut, hopper, into_hopper.image, into_astronaut.image),
+        }
+        for name, img in files.items():
+            write_image(output_dir / name, img)
+            written.append(output_dir / name)
+        clip = output_dir / "grace_hopper_clip.mp4"
+        face = into_hopper.swapped[0] if into_hopper.swapped else None
+        count = DEMO_CLIP_SECONDS * DEMO_CLIP_FPS
+        write_clip(zoom_pan_frames(hopper, count, (640, 480), zoom=1.3, center=face.center if face else None),
+                   clip, fps=DEMO_CLIP_FPS)
+        swapped = output_dir / "astronaut_into_grace_hopper_clip.mp4"
+        report = session.swap_video(a, clip, swapped, force=True, progress=True)
+        written += [clip, swapped]
+    for path in written:
+        print(path)
+    print(f"video: {report.frames} frames at {report.fps:.1f} fps", file=sys.stderr)
     return 0
 
 

@@ -90,6 +90,44 @@ class SwapConfig:
         if not 64 <= self.swap_resolution <= 1024:
             raise ConfigError("swap_resolution must be between 64 and 1024 pixels")
 
+ENCODERS: tuple[str, ...] = ("auto", "libx264", "libx265", "h264_nvenc", "hevc_nvenc", "libvpx-vp9")
+PRESETS: tuple[str, ...] = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How a video is read, processed in stages and written.
+
+    ``detect_interval``: run the detector every this many frames and follow faces with the mesh
+    in between (a lost face triggers a detection at once). ``batch_size``: frames per batch in
+    the detect stage. ``queue_size``: frames each stage may hold waiting (memory bound).
+    ``trim_end`` is exclusive (None = to the end).
+    """
+
+    detect_interval: int = 5
+    batch_size: int = 4
+    queue_size: int = 8
+    encoder: str = "auto"
+    quality: int = 18
+    preset: str = "veryfast"
+    trim_start: int = 0
+    trim_end: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.detect_interval <= 1000:
+            raise ConfigError("detect_interval must be between 1 and 1000 frames")
+        if not 1 <= self.batch_size <= 256:
+            raise ConfigError("batch_size must be between 1 and 256")
+        if not 1 <= self.queue_size <= 1024:
+            raise ConfigError("queue_size must be between 1 and 1024")
+        _choice("encoder", self.encoder, ENCODERS)
+        _choice("preset", self.preset, PRESETS)
+        if not 0 <= self.quality <= 51:
+            raise ConfigError("output video quality (CRF) must be between 0 and 51")
+        if self.trim_start < 0 or (self.trim_end is not None and self.trim_end <= self.trim_start):
+            raise ConfigError("trim: need 0 <= trim_frame_start < trim_frame_end")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     """Where models come from and how they run.

@@ -130,31 +130,3 @@ def test_ordering_and_modes() -> None:
     assert [f.box[0] for f in picked] == [100, 200]
     assert select_faces(faces, "reference", "left-right", reference=None) == []
 
-
-def test_choose_faces_embeds_only_when_identity_decides() -> None:
-    from swapline.config import SwapConfig
-    from swapline.face.select import choose_faces
-
-    e = np.eye(3, dtype=np.float32)
-    bare = [_face(100, 0, 50, 0.7), _face(0, 50, 80, 0.9), _face(200, 10, 20, 0.8)]
-    embeddings = {100: e[0], 0: e[1], 200: e[0]}
-    calls = []
-
-    def embed(faces):  # noqa: ANN001, ANN202
-        calls.append(len(faces))
-        return [f.with_(embedding=embeddings[int(f.box[0])]) for f in faces]
-
-    for mode in ("one", "many"):
-        ordered, chosen = choose_faces(bare, SwapConfig(face_selector_mode=mode), None, embed)
-        assert len(ordered) == 3 and len(chosen) == (1 if mode == "one" else 3)
-    assert calls == []
-    # a single face is its own reference: no identity needed
-    ordered, chosen = choose_faces(bare[:1], SwapConfig(), None, embed)
-    assert chosen == bare[:1] and calls == []
-    assert choose_faces(bare[:1], SwapConfig(reference_face_position=1), None, embed)[1] == []
-    # several faces: the reference (largest, e[1]) is unlike the others
-    ordered, chosen = choose_faces(bare, SwapConfig(reference_face_distance=0.3), None, embed)
-    assert calls == [3] and [f.box[0] for f in chosen] == [0]
-    # an external reference picks both faces of that identity
-    ordered, chosen = choose_faces(bare, SwapConfig(reference_face_distance=0.3), e[0], embed)
-    assert sorted(f.box[0] for f in chosen) == [100, 200]

@@ -6,13 +6,15 @@ Works on the face's region only (never the whole frame). Pasting into the frame 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
 from ..config import SwapConfig
 from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
-from .color import match_color, yuv_luma
+from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate
 from .poisson import poisson_blend
 
@@ -101,8 +103,12 @@ def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray
     return mask * np.clip(cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
 
 
-def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarray]:
+def blend_face(swap: MeshSwap, config: SwapConfig,
+               steady: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blend the swapped face into its region.
+
+    ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face, so
+    the colour transfer does not flicker from frame to frame.
 
     Returns:
         ``(region (h, w, 3) uint8, where (h, w) bool)``: the finished region and where it may
@@ -124,6 +130,11 @@ def blend_face(swap: MeshSwap, config: SwapConfig) -> tuple[np.ndarray, np.ndarr
     if config.color_match == "yuv-luma":
         # the target's lighting (luminance below ~5 % of the face width), the source's detail
         face = yuv_luma(face, target, skin, detail_sigma=YUV_DETAIL_SIGMA * float(np.ptp(mesh[_OVAL, 0])))
+    elif config.color_match == "lab":
+        found = lab_statistics(face, target, skin)
+        if found is not None:
+            stats, lab_f = found
+            face = lab_apply(face, lab_f, steady(stats) if steady is not None else stats)
     else:
         face = match_color(config.color_match, face, target, skin)
     if config.blend == "poisson":

@@ -41,17 +41,15 @@ def _to_uint8(img: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return cv2.convertScaleAbs(cv2.max(img, 0.0), alpha=scale)
 
 
-def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray:
-    """Reinhard colour transfer in CIELAB: face statistics -> target statistics.
+def lab_statistics(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The statistics LAB transfer works from, and the face in 8-bit LAB.
 
-    Per channel: ``out = (face - mean_f) * clip(std_t / std_f, 0.5, 2) + mean_t`` with means and
-    standard deviations over ``stats_mask``. Works in OpenCV's 8-bit LAB (the map is affine per
-    channel, so it is applied as a 256-entry lookup table): about 4x faster than float LAB,
-    with the 8-bit round-trip error cancelled. Returns ``(H, W, 3) uint8`` BGR.
+    Returns ``(stats (4, 3) float64: mean_f, std_f, mean_t, std_t in OpenCV's 8-bit LAB units,
+    lab_f (H, W, 3) uint8)``, or None with fewer than ``MIN_PIXELS`` statistics pixels.
     """
     mask = _stats_mask(stats_mask)
     if np.count_nonzero(mask) < MIN_PIXELS:
-        return face.copy()
+        return None
     m8 = mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8)
     lab_f = cv2.cvtColor(face, cv2.COLOR_BGR2LAB)
     mean_f, std_f = (v.reshape(3) for v in cv2.meanStdDev(lab_f, mask=m8))
@@ -59,15 +57,39 @@ def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -
     x, y, w, h = cv2.boundingRect(m8)
     lab_t = cv2.cvtColor(target[y:y + h, x:x + w], cv2.COLOR_BGR2LAB)
     mean_t, std_t = (v.reshape(3) for v in cv2.meanStdDev(lab_t, mask=np.ascontiguousarray(m8[y:y + h, x:x + w])))
+    return np.stack([mean_f, std_f, mean_t, std_t]), lab_f
+
+
+def lab_apply(face: np.ndarray, lab_f: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Map ``face`` (BGR uint8, ``lab_f`` its 8-bit LAB) so its statistics ``stats[0:2]``
+    become ``stats[2:4]`` (``(4, 3)``, see :func:`lab_statistics`). Returns BGR uint8.
+
+    The map is affine per channel, so it is applied as a 256-entry lookup table; the change it
+    makes is added to the face, so the 8-bit LAB round trip's own error (up to 9 levels in dark
+    saturated pixels) cancels.
+    """
+    mean_f, std_f, mean_t, std_t = stats
     ratio = np.clip(std_t / np.maximum(std_f, 1e-3), *STD_RATIO_RANGE)
     levels = np.arange(256, dtype=np.float64)[:, None]
     lut = np.clip(np.rint((levels - mean_f) * ratio + mean_t), 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    # Add the change the LUT makes, not the round trip itself: 8-bit LAB -> BGR alone is off by
-    # up to 9 levels in dark saturated pixels, and the same error cancels in the difference.
     moved = cv2.cvtColor(cv2.LUT(lab_f, lut), cv2.COLOR_LAB2BGR)
     back = cv2.cvtColor(lab_f, cv2.COLOR_LAB2BGR)
     delta = cv2.subtract(moved, back, dtype=cv2.CV_16S)
     return cv2.add(face, delta, dtype=cv2.CV_8U)
+
+
+def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray:
+    """Reinhard colour transfer in CIELAB: face statistics -> target statistics.
+
+    Per channel: ``out = (face - mean_f) * clip(std_t / std_f, 0.5, 2) + mean_t`` with means and
+    standard deviations over ``stats_mask``, in OpenCV's 8-bit LAB (about 4x faster than float
+    LAB). Returns ``(H, W, 3) uint8`` BGR.
+    """
+    found = lab_statistics(face, target, stats_mask)
+    if found is None:
+        return face.copy()
+    stats, lab_f = found
+    return lab_apply(face, lab_f, stats)
 
 
 # --- histogram matching ----------------------------------------------------------------------

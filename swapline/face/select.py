@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from ..config import SwapConfig
 from ..errors import ConfigError
 from .types import Face
 
@@ -63,22 +62,3 @@ def select_faces(faces: Sequence[Face], mode: str, order: str, *, reference: np.
         return [f for f in ordered if f.embedding is not None and identity_distance(f.embedding, reference) <= max_distance]
     raise ConfigError(f"unknown face selector mode {mode!r}; choose from reference, one, many")
 
-
-def choose_faces(faces: Sequence[Face], config: SwapConfig, reference: np.ndarray | None,
-                 embed: Callable[[list[Face]], list[Face]]) -> tuple[list[Face], list[Face]]:
-    """Order ``faces`` and pick the ones to swap, computing identities only when they decide.
-
-    ``embed`` fills in embeddings (it is called at most once, and not at all in ``one`` and
-    ``many`` modes, nor in ``reference`` mode when the target has a single face and the
-    reference is that face). Returns ``(ordered faces, chosen faces)``.
-    """
-    mode, order = config.face_selector_mode, config.face_selector_order
-    if mode != "reference":
-        return order_faces(faces, order), select_faces(faces, mode, order)
-    if reference is None and len(faces) <= 1:
-        ordered = order_faces(faces, order)
-        return ordered, ordered if config.reference_face_position == 0 else []
-    faces = embed(list(faces))
-    ref = reference if reference is not None else reference_embedding(faces, order, config.reference_face_position)
-    return order_faces(faces, order), select_faces(faces, mode, order, reference=ref,
-                                                   max_distance=config.reference_face_distance)

@@ -6,7 +6,7 @@ Shared by the image job and (later) the video pipeline's swap stage.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..blend.chain import blend_face
@@ -18,12 +18,15 @@ from ..swap.mesh import SourceFace, swap_mesh
 
 
 def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
-               times: StageTimes | None = None) -> tuple[np.ndarray, np.ndarray]:
+               times: StageTimes | None = None,
+               steady: Callable[[Face], Callable[[np.ndarray], np.ndarray] | None] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Swap ``source`` into each of ``faces`` of ``frame``.
 
     Args:
         frame: ``(H, W, 3) uint8`` BGR; not modified.
         faces: target faces with meshes, already selected.
+        steady: gives, per face, a smoother of its colour statistics (video), or None.
     Returns:
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
@@ -37,7 +40,7 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
                          keep_target_expression=config.expression == "target",
                          resolution=config.swap_resolution)
         t1 = time.perf_counter()
-        region, where = blend_face(swap, config)
+        region, where = blend_face(swap, config, steady(face) if steady is not None else None)
         paste_where(out, region, where, swap.origin)
         t2 = time.perf_counter()
         x0, y0 = swap.origin

@@ -1,0 +1,160 @@
+"""The video job (and the one-frame image job): decode → detect → follow → swap → encode.
+
+    decode (reader thread) ─► detect (batches, every k-th frame) ─► follow (mesh, track, smooth,
+    select) ─► swap (mesh swap, colour, blend, paste) ─► encode (caller's thread, audio copied)
+
+Each arrow is a bounded queue (``VideoConfig.queue_size``), so memory does not grow with the
+video's length. Ctrl-C or an error in any stage stops all stages and removes the partial output.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SwapConfig, VideoConfig
+from ..errors import OutputError
+from ..face.analyse import FaceAnalyser
+from ..face.smooth import EmaStats
+from ..face.types import Face
+from ..runtime.timing import timed
+from ..swap.mesh import SourceFace
+from .follow import FaceFollower, FrameWork
+from .frame import swap_faces
+from .image import check_output_path
+from .stages import Pipeline, Stage, StageMetrics
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".m4v")
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What a job did and how fast.
+
+    Attributes:
+        frames: frames written.
+        swapped: faces swapped, summed over frames.
+        seconds: wall time from the first decoded frame to the finished file.
+        stages: busy time, items and queue depth per stage (decode first, encode last).
+        stage_ms: milliseconds per step summed over frames (detect, mesh, embed, track, swap,
+            blend).
+        peak_rss_mb: the process's peak resident memory so far.
+    """
+
+    frames: int
+    swapped: int
+    seconds: float
+    stages: tuple[StageMetrics, ...]
+    stage_ms: dict[str, float]
+    peak_rss_mb: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig, video: VideoConfig, *,
+                 fps: float, reference: np.ndarray | None = None, still: bool = False) -> list[Stage]:
+    """The detect, follow and swap stages for one job (each stage's state is its own)."""
+    follower = FaceFollower(analyser, config, fps=fps, reference=reference, still=still)
+    interval = 1 if still else video.detect_interval
+
+    def detect(batch: list[FrameWork]) -> list[FrameWork]:
+        for work in batch:
+            if work.index % interval == 0:
+                with timed(work.times, "detect"):
+                    work.detections = follower.detect(work.image)
+        return batch
+
+    def follow(batch: list[FrameWork]) -> list[FrameWork]:
+        return [follower.process(work) for work in batch]
+
+    colour: dict[int, EmaStats] = {}  # the swap stage's own state: colour statistics per track
+
+    def steady(face: Face) -> Callable[[np.ndarray], np.ndarray] | None:
+        if still or face.track_id is None:
+            return None
+        return colour.setdefault(face.track_id, EmaStats())
+
+    def swap(batch: list[FrameWork]) -> list[FrameWork]:
+        for work in batch:
+            work.output, work.changed = swap_faces(work.image, work.chosen, source, config, work.times, steady)
+        return batch
+
+    q = video.queue_size
+    return [Stage("detect", detect, batch_size=video.batch_size, queue_size=q),
+            Stage("follow", follow, queue_size=q),
+            Stage("swap", swap, queue_size=q)]
+
+
+def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, config: SwapConfig, *,
+               reference: np.ndarray | None = None) -> FrameWork:
+    """Swap one image through the same stages as a video (a one-frame video)."""
+    done: list[FrameWork] = []
+    stages = frame_stages(analyser, source, config, VideoConfig(queue_size=1), fps=1.0, reference=reference, still=True)
+    Pipeline([FrameWork(index=0, pts=None, image=image)], stages, done.append).run()
+    return done[0]
+
+
+def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output: Path, config: SwapConfig,
+               video: VideoConfig, *, reference: np.ndarray | None = None, force: bool = False,
+               progress: bool = True) -> JobReport:
+    """Swap ``source`` into the video ``target`` and write ``output`` (audio copied).
+
+    Raises:
+        InputError: the target is not a readable video (or is truncated / corrupt).
+        OutputError: the output cannot be written; nothing is left under its name.
+    """
+    from tqdm import tqdm
+
+    from ..video.reader import VideoReader, probe
+    from ..video.writer import EncodeOptions, VideoWriter
+
+    out = check_output_path(output, force=force, extensions=VIDEO_EXTENSIONS)
+    if out.exists() and out.resolve() == Path(target).resolve():
+        raise OutputError(f"output would overwrite the target: {out}")
+    info = probe(target)
+    reader = VideoReader(target, trim_start=video.trim_start, trim_end=video.trim_end, queue_size=video.queue_size)
+    end = info.frame_count if video.trim_end is None else min(video.trim_end, info.frame_count)
+    total = max(0, end - video.trim_start)
+    options = EncodeOptions(encoder=video.encoder, crf=video.quality, preset=video.preset)
+    fps = float(info.fps) if info.fps else 25.0
+    stages = frame_stages(analyser, source, config, video, fps=fps, reference=reference)
+    swapped = 0
+    stage_ms: dict[str, float] = {}
+    bar = tqdm(total=total, unit="frame", desc="swapping", disable=not progress, leave=False, dynamic_ncols=True)
+    started = time.perf_counter()
+    try:
+        with VideoWriter(out, info, options, audio_from=Path(target), trim_start=video.trim_start,
+                         trim_end=video.trim_end) as writer:
+
+            def sink(work: FrameWork) -> None:
+                nonlocal swapped
+                assert work.output is not None
+                writer.write(work.output, work.pts)
+                swapped += len(work.chosen)
+                for k, v in work.times.ms.items():
+                    stage_ms[k] = stage_ms.get(k, 0.0) + v
+                bar.update(1)
+
+            frames = (FrameWork(index=f.index, pts=f.pts, image=f.image) for f in reader)
+            pipeline = Pipeline(frames, stages, sink)
+            pipeline.run()
+    finally:
+        reader.close()
+        bar.close()
+    seconds = time.perf_counter() - started
+    return JobReport(frames=pipeline.sink_metrics.items, swapped=swapped, seconds=seconds,
+                     stages=tuple(pipeline.metrics()), stage_ms=stage_ms, peak_rss_mb=peak_rss_mb())
