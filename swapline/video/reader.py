@@ -1,0 +1,351 @@
+"""Read a video in-process with PyAV: probe it, then decode its frames on a background thread.
+
+Frames come out as ``(H, W, 3) uint8`` BGR arrays in the coded orientation (the display rotation
+is *not* applied; :class:`~swapline.video.writer.VideoWriter` copies the rotation metadata to
+the output instead), each with its 0-based output index and its input ``pts``.
+
+Policy on damaged inputs: any decode or demux error, and any video that ends before the frame
+count its container announces, raises :class:`~swapline.errors.InputError` in the consumer —
+a truncated video is reported, not silently shortened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Self
+
+import av
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from .probe import probe_hardware
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+# Demuxers FFmpeg uses for still images: a file they open is a picture, not a video.
+_IMAGE_FORMATS = ("image2", "gif", "apng", "webp")
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` has a video extension swapline reads (.mp4 .mov .mkv .webm .avi .m4v)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What swapline needs to know about a video's first video stream.
+
+    ``width``/``height`` are the coded size (before rotation). ``fps`` is the average frame rate,
+    ``time_base`` the stream's; ``pts`` values are in ``time_base`` units. ``frame_count`` is
+    exact when ``frame_count_exact`` (the container says so), else ``duration * fps`` rounded.
+    ``rotation`` is the counter-clockwise display rotation in degrees (0, 90, 180, 270);
+    ``display_matrix`` the raw 3×3 display matrix (9 ints, FFmpeg layout) when the stream has one,
+    so flips survive too. ``start_pts`` is the pts of the first frame.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    frame_count: int
+    duration: float
+    rotation: int
+    has_audio: bool
+    codec: str
+    start_pts: int = 0
+    frame_count_exact: bool = True
+    display_matrix: tuple[int, ...] | None = None
+
+    @property
+    def frame_duration(self) -> int:
+        """Nominal duration of one frame in ``time_base`` units (at least 1)."""
+        return max(1, round(1 / (self.fps * self.time_base)))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: ``image`` is ``(H, W, 3) uint8`` BGR, coded orientation.
+
+    ``index`` is 0-based in the output (after trim); ``pts`` the input pts in ``VideoInfo.time_base``.
+    """
+
+    index: int
+    pts: int | None
+    image: np.ndarray
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, av.error.FFmpegError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__
+
+
+def _check_file(p: Path) -> None:
+    if not p.exists():
+        raise InputError(f"video not found: {p}")
+    if p.is_dir():
+        raise InputError(f"video is a folder, not a file: {p}")
+
+
+def _not_a_video(p: Path, why: str) -> InputError:
+    return InputError(f"{p} is not a video swapline can read: {why}")
+
+
+def _open_input(p: Path, hwaccel: Any = None) -> av.container.InputContainer:
+    try:
+        if hwaccel is not None:
+            return av.open(str(p), "r", hwaccel=hwaccel)
+        return av.open(str(p), "r")
+    except av.error.InvalidDataError as exc:
+        raise _not_a_video(p, f"{_reason(exc)} (corrupt or truncated file?)") from exc
+    except av.error.FFmpegError as exc:
+        raise _not_a_video(p, _reason(exc)) from exc
+    except OSError as exc:
+        raise InputError(f"cannot read video {p}: {_reason(exc)}") from exc
+
+
+def _normalise_rotation(degrees: float) -> int:
+    return round(degrees / 90.0) * 90 % 360
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """Describe a video without decoding it all (demuxer header plus the first frame).
+
+    Raises:
+        InputError: missing file, not a video (images included), no video stream, or a first
+            frame that cannot be decoded.
+    """
+    p = Path(path)
+    _check_file(p)
+    container = _open_input(p)
+    try:
+        fmt = container.format.name
+        if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe"):
+            raise _not_a_video(p, f"it is a still image ({fmt})")
+        if not container.streams.video:
+            raise _not_a_video(p, "no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if stream.time_base is None or not ctx.width or not ctx.height:
+            raise _not_a_video(p, "the video stream has no size or time base")
+        time_base = Fraction(stream.time_base)
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not fps:
+            raise _not_a_video(p, "the video stream has no frame rate")
+        fps = Fraction(fps)
+
+        # The first frame: proves the stream decodes and carries the display matrix (FFmpeg puts
+        # the stream's coded side data on the frames; av 18 has no stream-level getter).
+        try:
+            first = next(container.decode(stream), None)
+        except av.error.FFmpegError as exc:
+            raise _not_a_video(p, f"the first frame cannot be decoded ({_reason(exc)})") from exc
+        if first is None:
+            raise _not_a_video(p, "no frame can be decoded")
+        rotation, matrix = 0, None
+        side_data: Any = first.side_data  # a SideDataContainer (the stub says one SideData)
+        for sd in side_data or ():
+            if str(getattr(sd.type, "name", sd.type)).upper().endswith("DISPLAYMATRIX"):
+                raw = bytes(sd)
+                if len(raw) >= 36:
+                    matrix = tuple(struct.unpack("<9i", raw[:36]))
+                rotation = _normalise_rotation(first.rotation)
+                break
+
+        if stream.duration:
+            duration = float(stream.duration * time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        else:
+            duration = 0.0
+        exact = bool(stream.frames and stream.frames > 0)
+        frame_count = int(stream.frames) if exact else max(1, round(duration * fps))
+        if stream.start_time is not None:
+            start_pts = int(stream.start_time)
+        else:
+            start_pts = int(first.pts) if first.pts is not None else 0
+        return VideoInfo(
+            path=p,
+            width=int(ctx.width),
+            height=int(ctx.height),
+            fps=fps,
+            time_base=time_base,
+            frame_count=frame_count,
+            duration=duration,
+            rotation=rotation,
+            has_audio=bool(container.streams.audio),
+            codec=ctx.name,
+            start_pts=start_pts,
+            frame_count_exact=exact,
+            display_matrix=matrix,
+        )
+    finally:
+        container.close()
+
+
+_END = object()
+_SHORTFALL_TOLERANCE = 2
+
+
+class VideoReader:
+    """Decode a video on a background thread; iterate to get :class:`Frame` objects.
+
+    ``trim_start``/``trim_end`` select input frames ``[trim_start, trim_end)`` (``trim_end=None``:
+    to the end); output indices restart at 0. Up to ``queue_size`` decoded frames wait in a
+    bounded queue. With ``hwaccel`` NVDEC is used when :func:`probe_hardware` finds it, else
+    software decoding (silently). Use as a context manager, or call :meth:`close`.
+
+    Raises (from ``__init__``): InputError for an unreadable video, ConfigError for a bad trim.
+    Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>").
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        trim_start: int = 0,
+        trim_end: int | None = None,
+        queue_size: int = 8,
+        hwaccel: bool = True,
+    ) -> None:
+        self.info: VideoInfo = probe(path)
+        self.path = self.info.path
+        if trim_start < 0:
+            raise ConfigError(f"--trim-frame-start must be 0 or more, not {trim_start}")
+        if trim_end is not None and trim_end <= trim_start:
+            raise ConfigError(f"--trim-frame-end ({trim_end}) must be greater than --trim-frame-start ({trim_start})")
+        if self.info.frame_count_exact and trim_start >= self.info.frame_count:
+            raise ConfigError(
+                f"--trim-frame-start {trim_start} is past the last frame of {self.path} "
+                f"({self.info.frame_count} frames)"
+            )
+        self.trim_start = trim_start
+        self.trim_end = trim_end
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._container = self._open(hwaccel)
+
+    # -- setup -------------------------------------------------------------------------------
+    def _open(self, hwaccel: bool) -> av.container.InputContainer:
+        if hwaccel and probe_hardware()["nvdec"]:
+            from av.codec.hwaccel import HWAccel
+
+            with contextlib.suppress(Exception):  # fall back to software, silently
+                return av.open(str(self.path), "r", hwaccel=HWAccel("cuda", allow_software_fallback=True))
+        return _open_input(self.path)
+
+    @property
+    def output_frame_count(self) -> int:
+        """Frames this reader will yield (estimated when the container gives no exact count)."""
+        end = self.info.frame_count if self.trim_end is None else min(self.trim_end, self.info.frame_count)
+        return max(0, end - self.trim_start)
+
+    # -- decode thread -------------------------------------------------------------------------
+    def _put(self, item: Any) -> bool:
+        """Put into the queue unless asked to stop; ``False`` when stopped."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        container = self._container
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            n = 0  # input frame index
+            stop_at = self.trim_end
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    return
+                for vf in packet.decode():
+                    if stop_at is not None and n >= stop_at:
+                        break
+                    if n >= self.trim_start:
+                        image = vf.to_ndarray(format="bgr24")
+                        frame = Frame(index=n - self.trim_start, pts=vf.pts, image=image)
+                        if not self._put(frame):
+                            return
+                    n += 1
+                if stop_at is not None and n >= stop_at:
+                    break
+            expected = self.info.frame_count if stop_at is None else min(stop_at, self.info.frame_count)
+            # A couple of frames may legitimately go missing (edit lists, decoder delay quirks);
+            # more than that means the file ends early.
+            if self.info.frame_count_exact and n < expected - _SHORTFALL_TOLERANCE:
+                raise InputError(
+                    f"corrupt or truncated video {self.path}: it ends after {n} of {self.info.frame_count} frames"
+                )
+            self._put(_END)
+        except InputError as exc:
+            self._put(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer as an InputError
+            err = InputError(f"corrupt or truncated video {self.path}: {_reason(exc)}")
+            err.__cause__ = exc
+            self._put(err)
+        finally:
+            with contextlib.suppress(Exception):
+                container.close()
+
+    # -- consumer side ---------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        if self._closed or self._thread is not None:
+            raise RuntimeError("a VideoReader can be iterated once")
+        self._thread = threading.Thread(target=self._decode, name=f"decode:{self.path.name}", daemon=True)
+        self._thread.start()
+        return self._frames()
+
+    def _frames(self) -> Iterator[Frame]:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the decode thread (even mid-file) and close the input. Idempotent, never hangs."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        thread = self._thread
+        if thread is None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            return
+        while thread.is_alive():
+            try:  # free a producer blocked on a full queue
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

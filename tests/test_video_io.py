@@ -1,0 +1,269 @@
+"""Video I/O in-process (PyAV): round trips on real clips, trim, audio copy, rotation, damaged inputs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from swapline.errors import InputError, OutputError
+from swapline.video.reader import VideoInfo, VideoReader, is_video_path, probe
+from swapline.video.writer import EncodeOptions, VideoWriter, probe_hardware
+
+from .conftest import media
+
+HAMILTON = "vid_short_hamilton_clip.mp4"  # 640x360, 29.97 fps, AAC, moov at the end
+TALKING = "vid_lp_d18_talking_480.mp4"  # 480x480, 30 fps, AAC
+NO_AUDIO = "vid_intel_head-pose-face-detection-male.mp4"  # 480x270, 12.5 fps, no audio, moov first
+
+
+def _audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return []
+        stream = c.streams.audio[0]
+        return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size]
+
+
+def _decode_all(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="bgr24") for f in c.decode(c.streams.video[0])]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _copy(src: Path, dst: Path, *, trim_start: int = 0, trim_end: int | None = None) -> VideoInfo:
+    with VideoReader(src, trim_start=trim_start, trim_end=trim_end) as reader:
+        info = reader.info
+        audio = src if info.has_audio else None
+        with VideoWriter(dst, info, audio_from=audio, trim_start=trim_start, trim_end=trim_end) as writer:
+            for frame in reader:
+                writer.write(frame.image, frame.pts)
+    return info
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".part" in p.name)
+
+
+@pytest.mark.parametrize("name", [HAMILTON, TALKING, NO_AUDIO])
+def test_round_trip_keeps_frames_timing_and_audio(name: str, tmp_path: Path) -> None:
+    src = media(name)
+    out = tmp_path / "out.mp4"
+    info = _copy(src, out)
+    got = probe(out)
+
+    frames_in, frames_out = _decode_all(src), _decode_all(out)
+    assert len(frames_out) == len(frames_in) == info.frame_count
+    assert got.frame_count == info.frame_count
+    assert got.fps == info.fps
+    assert got.time_base == info.time_base
+    assert got.start_pts == info.start_pts
+    assert abs(got.duration - info.duration) <= float(1 / info.fps)
+    assert (got.width, got.height) == (info.width, info.height)
+    for i in np.linspace(0, len(frames_in) - 1, 4).astype(int):
+        assert _psnr(frames_in[i], frames_out[i]) > 35, f"frame {i}"
+
+    assert got.has_audio == info.has_audio
+    audio_in, audio_out = _audio_packets(src), _audio_packets(out)
+    assert [b for _, b in audio_out] == [b for _, b in audio_in]
+    assert [t for t, _ in audio_out] == [t for t, _ in audio_in]
+    assert _leftovers(tmp_path) == []
+
+
+def test_no_audio_input_gives_no_audio_stream(tmp_path: Path) -> None:
+    src = media(NO_AUDIO)
+    out = tmp_path / "out.mp4"
+    with VideoReader(src) as reader, VideoWriter(out, reader.info, audio_from=src) as writer:
+        for frame in reader:
+            writer.write(frame.image, frame.pts)
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 0
+        assert len(c.streams.video) == 1
+
+
+def test_trim_keeps_30_frames_and_their_audio(tmp_path: Path) -> None:
+    src = media(TALKING)
+    out = tmp_path / "trim.mp4"
+    info = _copy(src, out, trim_start=10, trim_end=40)
+    frames_in, frames_out = _decode_all(src), _decode_all(out)
+    assert len(frames_out) == 30
+    assert _psnr(frames_in[10], frames_out[0]) > 35
+    assert _psnr(frames_in[39], frames_out[-1]) > 35
+    got = probe(out)
+    assert got.fps == info.fps
+    assert got.start_pts == info.start_pts  # starts where the input starts
+    assert abs(got.duration - 30 / float(info.fps)) <= float(1 / info.fps)
+
+    with av.open(str(out)) as c:
+        stream = c.streams.audio[0]
+        tb = stream.time_base
+        packets = [p for p in c.demux(stream) if p.size]
+    packet_s = 1024 / 44100
+    first, last = float(packets[0].pts * tb), float(packets[-1].pts * tb)
+    assert abs(first) <= packet_s
+    assert last <= 30 / float(info.fps) + packet_s
+    assert len(packets) == pytest.approx(1.0 / packet_s, abs=3)  # 1 s of audio
+    # the kept packets are the input's, unchanged
+    in_payloads = [b for _, b in _audio_packets(src)]
+    out_payloads = [bytes(p) for p in packets]
+    start = in_payloads.index(out_payloads[0])
+    assert in_payloads[start : start + len(out_payloads)] == out_payloads
+
+
+def test_reader_trim_indices_and_bounds() -> None:
+    src = media(NO_AUDIO)
+    with VideoReader(src, trim_start=60) as reader:
+        frames = list(reader)
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert frames[0].image.shape == (270, 480, 3) and frames[0].image.dtype == np.uint8
+    with pytest.raises(Exception, match="trim-frame"):
+        VideoReader(src, trim_start=500)
+    with pytest.raises(Exception, match="trim-frame"):
+        VideoReader(src, trim_start=10, trim_end=5)
+
+
+def test_rotation_metadata_is_kept(tmp_path: Path) -> None:
+    src = media(NO_AUDIO)
+    rotated = tmp_path / "rotated.mp4"
+    with av.open(str(src)) as inp, av.open(str(rotated), "w") as out:  # remux, no re-encode
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        stream.set_display_rotation(90)
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)
+    info = probe(rotated)
+    assert info.rotation == 90
+    assert (info.width, info.height) == (480, 270)  # coded size
+    with VideoReader(rotated) as reader:
+        assert next(iter(reader)).image.shape == (270, 480, 3)  # coded orientation
+    out = tmp_path / "out.mp4"
+    _copy(rotated, out)
+    assert probe(out).rotation == probe(rotated).rotation == 90
+
+
+def _expect_bad_input(bad: Path, tmp_path: Path) -> str:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "result.mp4"
+    with pytest.raises(InputError) as err, VideoReader(bad) as reader, VideoWriter(out, reader.info) as writer:
+        for frame in reader:
+            writer.write(frame.image, frame.pts)
+    assert list(out_dir.iterdir()) == []  # no output, no temp file
+    message = str(err.value)
+    assert str(bad) in message and "\n" not in message
+    return message
+
+
+def test_random_bytes_are_not_a_video(tmp_path: Path) -> None:
+    bad = tmp_path / "noise.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    assert "is not a video swapline can read" in _expect_bad_input(bad, tmp_path)
+
+
+@pytest.mark.parametrize("name", [HAMILTON, NO_AUDIO])  # index at the end / at the start
+def test_truncated_video_is_reported(name: str, tmp_path: Path) -> None:
+    data = media(name).read_bytes()
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(data[: int(len(data) * 0.4)])
+    message = _expect_bad_input(bad, tmp_path)
+    assert "not a video swapline can read" in message or "corrupt or truncated video" in message
+
+
+def test_abort_leaves_nothing_and_keeps_existing_output(tmp_path: Path) -> None:
+    src = media(TALKING)
+    info = probe(src)
+    out = tmp_path / "out.mp4"
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        VideoReader(src) as reader,
+        VideoWriter(out, info, audio_from=src) as writer,
+    ):
+        for frame in reader:
+            writer.write(frame.image, frame.pts)
+            if frame.index == 5:
+                raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+    out.write_bytes(b"previous result")
+    with pytest.raises(KeyboardInterrupt), VideoWriter(out, info, audio_from=src) as writer:
+        writer.write(np.zeros((info.height, info.width, 3), np.uint8))
+        raise KeyboardInterrupt
+    assert out.read_bytes() == b"previous result"
+    assert _leftovers(tmp_path) == []
+
+
+def test_writer_rejects_bad_output_paths(tmp_path: Path) -> None:
+    info = probe(media(NO_AUDIO))
+    with pytest.raises(OutputError, match="extension"):
+        VideoWriter(tmp_path / "out.gif", info)
+    with pytest.raises(OutputError, match="folder does not exist"):
+        VideoWriter(tmp_path / "missing" / "out.mp4", info)
+    with pytest.raises(OutputError, match="webm"):
+        VideoWriter(tmp_path / "out.webm", info)  # libx264 in webm
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_index_based_timing_in_mkv(tmp_path: Path) -> None:
+    info = probe(media(NO_AUDIO))
+    out = tmp_path / "synthetic.mkv"
+    with VideoWriter(out, info, EncodeOptions(crf=23, preset="ultrafast")) as writer:
+        for i in range(20):
+            writer.write(np.full((info.height, info.width, 3), i * 10, np.uint8))
+    got = probe(out)
+    assert len(_decode_all(out)) == 20
+    assert got.fps == Fraction(25, 2)
+    assert got.duration == pytest.approx(20 / 12.5, abs=1 / 12.5)
+
+
+def test_reader_close_after_partial_iteration_is_prompt(tmp_path: Path) -> None:
+    src = media(HAMILTON)
+    before = threading.active_count()
+    reader = VideoReader(src, queue_size=2)
+    it = iter(reader)
+    for _ in range(3):
+        next(it)
+    time.sleep(0.2)  # let the decode thread fill the queue and block
+    start = time.perf_counter()
+    reader.close()
+    assert time.perf_counter() - start < 2.0
+    assert threading.active_count() == before
+
+    with VideoReader(src) as reader2:  # breaking out of the loop also stops the thread
+        for frame in reader2:
+            if frame.index == 2:
+                break
+    assert threading.active_count() == before
+
+
+def test_probe_rejects_images_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is not a video swapline can read"):
+        probe(media("src_obama.jpg"))
+    with pytest.raises(InputError, match="not found"):
+        probe(tmp_path / "nothing.mp4")
+    assert is_video_path("a/b.MP4") and is_video_path("x.webm") and not is_video_path("x.jpg")
+
+
+def test_probe_hardware_is_quiet_cached_and_false_here(capfd: pytest.CaptureFixture[str]) -> None:
+    probe_hardware.cache_clear()
+    hw = probe_hardware()
+    assert set(hw) == {"nvenc", "nvdec"}
+    if not os.path.exists("/dev/nvidia0"):
+        assert hw == {"nvenc": False, "nvdec": False}
+    start = time.perf_counter()
+    assert probe_hardware() == hw
+    assert time.perf_counter() - start < 0.01
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert EncodeOptions(encoder="auto").resolved_encoder() == ("h264_nvenc" if hw["nvenc"] else "libx264")
