@@ -232,12 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the results (default: %(default)s)")
     add_runtime_options(p)
 
-    p = sub.add_parser("benchmark", help="time each stage of the image swap",
-                       description="Per-stage milliseconds (detect, mesh, embed, swap, blend) on a 720p "
-                                   "and a 1080p frame made from the demo portraits (face ≈400 px).")
+    p = sub.add_parser("benchmark", help="time the image swap per stage, or the video pipelines",
+                       description="--image (default): per-stage milliseconds (detect, mesh, embed, swap, "
+                                   "blend) on a 720p and a 1080p frame made from the demo portraits (face "
+                                   "≈400 px at 1080p). --video: the streaming pipeline against the "
+                                   "traditional one (frames to files, one at a time) on the same clip.")
     p.add_argument("--image", action="store_true", help="benchmark the image swap (the default)")
-    p.add_argument("--repeat", type=int, default=20, metavar="N", help="timed runs per case (default: %(default)s)")
+    p.add_argument("--video", nargs="?", const="demo", metavar="CLIP",
+                   help="benchmark the video pipelines on CLIP (default: a 10 s 720p zoom-and-pan clip "
+                        "made from the demo portrait)")
+    p.add_argument("--source", type=Path, metavar="IMAGE", help="source face for --video (default: the astronaut)")
+    p.add_argument("--long", type=int, default=0, metavar="N",
+                   help="with --video: also run the streaming pipeline on the clip looped N times and "
+                        "report how peak memory grows")
+    p.add_argument("--repeat", type=int, default=20, metavar="N", help="timed runs per image case (default: %(default)s)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    add_video_options(p)
     add_runtime_options(p)
 
     p = sub.add_parser("doctor", help="show providers, models and versions")
@@ -321,6 +331,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return run_demo(args.output_dir, runtime)
     if args.command == "benchmark":
+        if args.video:
+            from .bench.video import run_video_benchmark
+
+            return run_video_benchmark(args.video, args.source, runtime, video_config_from_args(args),
+                                       loops=args.long, json_path=args.json)
         return run_benchmark(runtime, repeat=args.repeat, json_path=args.json)
     if args.command == "doctor":
         return run_doctor(runtime)

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -267,3 +268,25 @@ def test_probe_hardware_is_quiet_cached_and_false_here(capfd: pytest.CaptureFixt
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
     assert EncodeOptions(encoder="auto").resolved_encoder() == ("h264_nvenc" if hw["nvenc"] else "libx264")
+
+
+def test_frame_conversions_have_no_colour_bias() -> None:
+    """libswscale's default BGR <-> YUV path darkens pixels by 1-4 levels per round trip;
+    ours must not (a video re-encoded twice keeps its colours)."""
+    import av
+
+    from swapline.video.frames import bgr_to_frame, frame_to_bgr
+
+    rng = np.random.default_rng(0)
+    natural = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (0, 0), 3)
+    flat = np.full((120, 160, 3), 90, np.uint8) + np.linspace(0, 60, 160, dtype=np.uint8)[None, :, None]
+    for image in (natural, flat):
+        back = frame_to_bgr(bgr_to_frame(image))
+        bias = (back.astype(int) - image).mean(axis=(0, 1))
+        assert np.abs(bias).max() < 0.1, bias
+        assert np.abs(back.astype(int) - image).mean() < 1.5
+        # what libswscale would do, for contrast
+        legacy = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p").to_ndarray(format="bgr24")
+        assert np.abs((legacy.astype(int) - image).mean(axis=(0, 1))).max() > 1.0
+    odd = rng.integers(0, 256, (31, 45, 3), dtype=np.uint8)  # odd sizes fall back and still work
+    assert frame_to_bgr(bgr_to_frame(odd)).shape == odd.shape

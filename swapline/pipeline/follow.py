@@ -126,15 +126,19 @@ class FaceFollower:
         self.analyser = analyser
         self.config = config
         self.still = still
-        self.tracker = FaceTracker(TrackerConfig())
+        # ByteTrack's two stages: detections from `low` up to the detector score can only extend
+        # existing tracks (a face half hidden for a moment); at or above it they may start one
+        self.low = min(0.3, config.face_detector_score)
+        self.tracker = FaceTracker(TrackerConfig(high_score=config.face_detector_score, low_score=self.low))
         self.smoother = TrackSmoother(fps=fps)
         self.selector = TrackSelector(config, reference)
         self._previous: list[Face] = []
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """The detector's faces of ``image`` (the detect stage calls this ahead of time)."""
-        return self.analyser.detector.detect([image], self.config.face_detector_score,
-                                             self.config.face_detector_size)[0]
+        """The detector's faces of ``image`` (the detect stage calls this ahead of time); in
+        video also the low-score ones, which may only extend a track."""
+        threshold = self.config.face_detector_score if self.still else self.low
+        return self.analyser.detector.detect([image], threshold, self.config.face_detector_size)[0]
 
     def process(self, work: FrameWork) -> FrameWork:
         """Find, track, smooth and select the faces of ``work`` (in place; returns it)."""
@@ -155,10 +159,11 @@ class FaceFollower:
                 for i, f in zip(new, embedded):
                     faces[i] = f
         with timed(times, "track"):
-            tracked = self.tracker.update(faces, work.index)
-            self._previous = [f for f in tracked if f.mesh is not None]
-            work.faces = [self.smoother.smooth(f, work.index) for f in self._previous] if not self.still \
-                else list(self._previous)
+            tracked = [f for f in self.tracker.update(faces, work.index) if f.mesh is not None]
+            # follow unconfirmed faces too, so a face that appears mid-video can be confirmed
+            # between detection frames; only confirmed ones are smoothed and swapped
+            self._previous = tracked + [f for f in self.tracker.pending if f.mesh is not None]
+            work.faces = [self.smoother.smooth(f, work.index) for f in tracked] if not self.still else tracked
             if self.selector.needs_identity and len(work.faces) > 1:
                 self._identify_missing(image, work, times)
             work.chosen = self.selector.choose(work.faces, self.tracker)
@@ -195,9 +200,17 @@ class FaceFollower:
         frame is cropped from that face's mesh (one pass, steady), a new one from its box (with
         the refining second pass). Returns the faces and the indices of the new ones."""
         rois, new, carried = [], [], []
-        for i, det in enumerate(detections):
+        strong = self.config.face_detector_score
+        kept = []
+        for det in detections:
             best = max(previous, key=lambda p: _iou(mesh_box(p.mesh), det.box), default=None)
-            if best is not None and _iou(mesh_box(best.mesh), det.box) > 0.3:
+            overlaps = best is not None and _iou(mesh_box(best.mesh), det.box) > 0.3
+            if det.score < strong and not overlaps:
+                continue  # a weak detection may only extend a face we already follow
+            kept.append((det, best if overlaps else None))
+        detections = [d for d, _ in kept]
+        for i, (det, best) in enumerate(kept):
+            if best is not None:
                 rois.append(roi_from_mesh(best.mesh))
                 carried.append(best)
             else:

@@ -11,6 +11,8 @@ import av
 import cv2
 import numpy as np
 
+from .frames import bgr_to_frame
+
 
 def zoom_pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: float = 1.25,
                     center: tuple[float, float] | None = None) -> Iterator[np.ndarray]:
@@ -34,7 +36,7 @@ def zoom_pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: 
         yield cv2.warpAffine(image, m, (out_w, out_h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
-def write_clip(frames: Iterator[np.ndarray], path: Path, fps: int = 25, crf: int = 18) -> int:
+def write_clip(frames: Iterator[np.ndarray], path: Path, fps: int | Fraction = 25, crf: int = 18) -> int:
     """Encode BGR frames to an H.264 file at ``path`` (written to a temporary name, then renamed).
     Returns the number of frames."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part{path.suffix}")
@@ -47,7 +49,7 @@ def write_clip(frames: Iterator[np.ndarray], path: Path, fps: int = 25, crf: int
             for frame in frames:
                 if n == 0:
                     stream.width, stream.height = frame.shape[1], frame.shape[0]
-                vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+                vf = bgr_to_frame(frame)
                 out.mux(stream.encode(vf))
                 n += 1
             out.mux(stream.encode(None))

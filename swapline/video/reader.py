@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from .frames import frame_to_bgr
 from .probe import probe_hardware
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -278,7 +279,7 @@ class VideoReader:
                     if stop_at is not None and n >= stop_at:
                         break
                     if n >= self.trim_start:
-                        image = vf.to_ndarray(format="bgr24")
+                        image = frame_to_bgr(vf)
                         frame = Frame(index=n - self.trim_start, pts=vf.pts, image=image)
                         if not self._put(frame):
                             return

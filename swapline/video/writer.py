@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from ..errors import ConfigError, OutputError
+from .frames import bgr_to_frame
 from .probe import probe_hardware
 from .reader import VideoInfo
 
@@ -281,7 +282,7 @@ class VideoWriter:
             out_pts = int(pts) - (self._offset or 0)
         if self._last_pts is not None and out_pts <= self._last_pts:
             out_pts = self._last_pts + 1  # keep pts strictly increasing for the encoder
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        frame = bgr_to_frame(image)
         frame.pts = out_pts
         frame.time_base = info.time_base
         try:
