@@ -10,8 +10,16 @@ import pytest
 from swapline.pipeline.stages import Pipeline, Stage
 
 
-def _threads() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith("swapline-")}
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("swapline-")}
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind():  # noqa: ANN201
+    """Every pipeline thread a test starts has ended when its run() returns or raises."""
+    before = _threads()
+    yield
+    assert not (_threads() - before)
 
 
 def test_items_keep_their_order_through_batched_stages() -> None:
@@ -23,7 +31,6 @@ def test_items_keep_their_order_through_batched_stages() -> None:
     assert out == [2 * x + 1 for x in range(200)]
     m = {s.name: s for s in p.metrics()}
     assert m["double"].items == 200 and m["double"].batches < 200 and m["encode"].items == 200
-    assert not _threads()
 
 
 def test_a_stage_may_hold_items_back_and_flush_them() -> None:
@@ -82,7 +89,6 @@ def test_an_error_in_a_stage_stops_everything_and_reaches_the_caller() -> None:
         p.run()
     assert time.perf_counter() - t0 < 5
     assert consumed == list(range(len(consumed))) and len(consumed) < 50
-    assert not _threads()
 
 
 def test_an_interrupt_in_the_caller_stops_the_stages() -> None:
@@ -93,7 +99,6 @@ def test_an_interrupt_in_the_caller_stops_the_stages() -> None:
     p = Pipeline(iter(range(10**9)), [Stage("s", lambda b: b)], sink)
     with pytest.raises(KeyboardInterrupt):
         p.run()
-    assert not _threads()
 
 
 def test_an_error_in_the_source_reaches_the_caller() -> None:
