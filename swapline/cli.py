@@ -129,6 +129,9 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "histogram: smoothed per-channel histogram matching (+2 ms); yuv-luma: the "
                         "target's lighting with the source's detail and colour (+7 ms); none "
                         "(costs: 2 CPU cores, 1080p, 400 px face)")
+    g.add_argument("--no-detail-match", dest="detail_match", action="store_false",
+                   help="keep the source's full sharpness (by default the face is softened to the "
+                        "target's level of detail, so it does not look pasted on or shimmer in video)")
     g.add_argument("--blend", choices=BLEND_MODES, default=d.blend,
                    help="alpha: feathered mask (default, ≈1 ms); poisson: gradient-domain blend solved "
                         "on the face region only (+9 ms; evens out lighting at the edge, can wash out "
@@ -184,6 +187,7 @@ def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
         face_mask_padding=_padding(args.face_mask_padding),
         occlusion_gate=args.occlusion_gate,
         color_match=args.color_match,
+        detail_match=args.detail_match,
         blend=args.blend,
     )
 

@@ -60,6 +60,7 @@ class SwapConfig:
     occlusion_gate: bool = False
     # colour and blend
     color_match: ColorMatch = "lab"
+    detail_match: bool = True
     blend: BlendMode = "alpha"
 
     def __post_init__(self) -> None:

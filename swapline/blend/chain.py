@@ -15,6 +15,7 @@ from ..config import SwapConfig
 from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
+from .detail import detail_sigma, soften
 from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate
 from .poisson import poisson_blend
 
@@ -104,7 +105,8 @@ def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray
 
 
 def blend_face(swap: MeshSwap, config: SwapConfig,
-               steady: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               steady: Callable[[np.ndarray], np.ndarray] | None = None,
+               steady_detail: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blend the swapped face into its region.
 
     ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face, so
@@ -137,6 +139,11 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
             face = lab_apply(face, lab_f, steady(stats) if steady is not None else stats)
     else:
         face = match_color(config.color_match, face, target, skin)
+    if config.detail_match:  # after the colour match, which can raise contrast
+        sigma = detail_sigma(face, target, m > 0.5)
+        if steady_detail is not None:
+            sigma = float(steady_detail(np.array([sigma]))[0])
+        face = soften(face, sigma)
     if config.blend == "poisson":
         out[sub] = poisson_blend(face, target, m)
     else:

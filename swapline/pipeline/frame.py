@@ -14,19 +14,22 @@ from ..blend.paste import paste_where
 from ..config import SwapConfig
 from ..face.types import Face
 from ..runtime.timing import StageTimes
+
+Steady = Callable[[np.ndarray], np.ndarray]
 from ..swap.mesh import SourceFace, swap_mesh
 
 
 def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
                times: StageTimes | None = None,
-               steady: Callable[[Face], Callable[[np.ndarray], np.ndarray] | None] | None = None,
+               steady: Callable[[Face], tuple[Steady | None, Steady | None]] | None = None,
                ) -> tuple[np.ndarray, np.ndarray]:
     """Swap ``source`` into each of ``faces`` of ``frame``.
 
     Args:
         frame: ``(H, W, 3) uint8`` BGR; not modified.
         faces: target faces with meshes, already selected.
-        steady: gives, per face, a smoother of its colour statistics (video), or None.
+        steady: gives, per face, smoothers of its colour statistics and of its detail blur over
+            time (video), or None.
     Returns:
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
@@ -40,7 +43,8 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
                          keep_target_expression=config.expression == "target",
                          resolution=config.swap_resolution)
         t1 = time.perf_counter()
-        region, where = blend_face(swap, config, steady(face) if steady is not None else None)
+        colour, detail = steady(face) if steady is not None else (None, None)
+        region, where = blend_face(swap, config, colour, detail)
         paste_where(out, region, where, swap.origin)
         t2 = time.perf_counter()
         x0, y0 = swap.origin

@@ -12,7 +12,6 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ..face.types import Face
 from ..runtime.timing import timed
 from ..swap.mesh import SourceFace
 from .follow import FaceFollower, FrameWork
-from .frame import swap_faces
+from .frame import Steady, swap_faces
 from .image import check_output_path
 from .stages import Pipeline, Stage, StageMetrics
 
@@ -60,7 +59,18 @@ class JobReport:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB."""
+    """Peak resident set size of this process in MiB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: unlike ``getrusage``'s ``ru_maxrss``,
+    it starts afresh in a new program, so a child's figure is its own, not its parent's.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -81,12 +91,14 @@ def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig,
     def follow(batch: list[FrameWork]) -> list[FrameWork]:
         return [follower.process(work) for work in batch]
 
-    colour: dict[int, EmaStats] = {}  # the swap stage's own state: colour statistics per track
+    # the swap stage's own state: colour statistics and detail blur per track
+    colour: dict[int, EmaStats] = {}
+    detail: dict[int, EmaStats] = {}
 
-    def steady(face: Face) -> Callable[[np.ndarray], np.ndarray] | None:
+    def steady(face: Face) -> tuple[Steady | None, Steady | None]:
         if still or face.track_id is None:
-            return None
-        return colour.setdefault(face.track_id, EmaStats())
+            return None, None
+        return colour.setdefault(face.track_id, EmaStats()), detail.setdefault(face.track_id, EmaStats())
 
     def swap(batch: list[FrameWork]) -> list[FrameWork]:
         for work in batch:
