@@ -146,7 +146,7 @@ class FaceFollower:
         faces: list[Face] = []
         if work.detections is None and self._previous:
             with timed(times, "mesh"):
-                faces = self._follow(image, self._previous)
+                faces = self._follow(image, self._previous, work.index)
             if len(faces) < len(self._previous):  # a face got away: look again now
                 with timed(times, "detect"):
                     work.detections = self.detect(image)
@@ -184,8 +184,19 @@ class FaceFollower:
             for i, f in zip(missing, done):
                 work.faces[i] = f
 
-    def _follow(self, image: np.ndarray, previous: Sequence[Face]) -> list[Face]:
-        rois = [roi_from_mesh(f.mesh) for f in previous]
+    def _follow(self, image: np.ndarray, previous: Sequence[Face], frame_index: int) -> list[Face]:
+        """Re-run the mesh on crops predicted from the previous meshes: each moved by its
+        track's Kalman-predicted motion, so a fast-moving face stays inside its crop."""
+        predicted = dict(self.tracker.predict(frame_index))
+        rois = []
+        for f in previous:
+            shift = np.zeros(2)
+            if f.track_id in predicted:
+                box = predicted[f.track_id]
+                shift = (box[:2] + box[2:]) / 2 - (f.box[:2] + f.box[2:]) / 2
+            moved = f.mesh.copy()
+            moved[:, :2] += shift.astype(np.float32)
+            rois.append(roi_from_mesh(moved))
         meshes, scores = self.analyser.mesh.run([image] * len(rois), rois)
         out = []
         for prev, m, s in zip(previous, meshes, scores):
