@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +23,24 @@ import numpy as np
 
 from .config import RuntimeConfig, SwapConfig, VideoConfig
 from .errors import ConfigError, NoFaceError
+from .blend.mask_models import OcclusionMasker, RegionMasker
+from .enhance.face_enhancer import FaceEnhancer
+from .face.align import kps_from_mesh
 from .face.analyse import FaceAnalyser
+from .face.arcface import ArcFace
 from .face.select import order_faces
 from .face.types import Face
+from .models.enhance_catalog import ENHANCERS, MASKERS, MaskerSpec
+from .models.neural_catalog import SWAPPERS, SwapperSpec
+from .models.registry import full_catalog, model_file
 from .models.store import ModelStore
+from .pipeline.frame import Processors
 from .pipeline.video import JobReport, swap_still, swap_video
 from .pipeline.image import read_image
 from .runtime.session import SessionFactory
 from .runtime.timing import StageTimes
 from .swap.mesh import SourceFace, merge_sources, prepare_source
+from .swap.onnx_swapper import NeuralSwapper
 
 ImageLike = str | os.PathLike[str] | np.ndarray
 
@@ -72,9 +83,12 @@ class Session:
             raise ConfigError(f"unknown option {unknown[0]!r}")
         self.config = dataclasses.replace(config or SwapConfig(), **swap_kw)
         self.runtime = dataclasses.replace(runtime or RuntimeConfig(), **run_kw)
-        self.store = store or ModelStore(self.runtime, progress=progress)
+        self.store = store or ModelStore(self.runtime, progress=progress, catalog=full_catalog(),
+                                         notify=_tell if progress else None)
         self.factory = SessionFactory.from_config(self.runtime)
         self._analyser: FaceAnalyser | None = None
+        self._models: dict[tuple[str, ...], Any] = {}  # neural model objects by (kind, name, ...)
+        self._source_inputs: dict[tuple[int, str], np.ndarray] = {}
 
     def __enter__(self) -> "Session":
         return self
@@ -85,6 +99,77 @@ class Session:
     def close(self) -> None:
         """Release the model sessions (they are created again on next use)."""
         self._analyser = None
+        self._models.clear()
+        self._source_inputs.clear()
+
+    # -- neural models -----------------------------------------------------------------------
+    def _session(self, name: str) -> Any:
+        path = model_file(self.store, name)
+        return self.factory.create(path, optimized_dir=self.store.root / "optimized"), path
+
+    def _model(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
+        if key not in self._models:
+            self._models[key] = make()
+        return self._models[key]
+
+    def processors(self, config: SwapConfig, source: SourceFace | None = None) -> Processors:
+        """The neural models ``config`` asks for (loaded once per session), with the swapper's
+        source input prepared from ``source``.
+
+        Raises:
+            ConfigError: an unknown model name. ModelError: a model cannot be had.
+        """
+        swapper = enhancer = occluder = parser = None
+        source_input = None
+        if config.face_swapper_model != "builtin":
+            spec = SWAPPERS.get(config.face_swapper_model)
+            if spec is None:
+                raise ConfigError(f"unknown face swapper {config.face_swapper_model!r}; choose from builtin, "
+                                  + ", ".join(SWAPPERS))
+            swapper = self._model(("swapper", spec.name), lambda: self._make_swapper(spec))
+            if source is not None:
+                source_input = self._source_input(swapper, source)
+        if config.face_enhancer_model:
+            espec = ENHANCERS.get(config.face_enhancer_model)
+            if espec is None:
+                raise ConfigError(f"unknown face enhancer {config.face_enhancer_model!r}; choose from "
+                                  + ", ".join(ENHANCERS))
+            enhancer = self._model(("enhancer", espec.name), lambda: FaceEnhancer(self._session(espec.name)[0], espec))
+        if "occlusion" in config.face_mask_types:
+            ospec = _masker(config.face_occluder_model, "occlusion")
+            occluder = self._model(("occluder", ospec.name),
+                                   lambda: OcclusionMasker(self._session(ospec.name)[0], ospec))
+        if "region" in config.face_mask_types:
+            pspec = _masker(config.face_parser_model, "region")
+            regions = tuple(config.face_mask_regions)
+            parser = self._model(("parser", pspec.name, *regions),
+                                 lambda: RegionMasker(self._session(pspec.name)[0], pspec, regions))
+        return Processors(swapper=swapper, source_input=source_input, enhancer=enhancer,
+                          occluder=occluder, parser=parser)
+
+    def _make_swapper(self, spec: SwapperSpec) -> NeuralSwapper:
+        session, path = self._session(spec.name)
+        emap = NeuralSwapper.read_emap(path) if spec.source_kind == "embedding_emap" else None
+        converter = self._session(spec.converter)[0] if spec.converter else None
+        return NeuralSwapper(session, spec, emap=emap, converter=converter)
+
+    def _source_input(self, swapper: NeuralSwapper, source: SourceFace) -> np.ndarray:
+        """The swapper's source tensor for ``source`` (from its texture and mesh: no need to keep
+        the source photos), cached per source."""
+        key = (id(source), swapper.spec.name)
+        if key not in self._source_inputs:
+            texture = source.levels[0]
+            kps = kps_from_mesh(source.mesh)
+            spec = swapper.spec
+            if spec.source_kind == "image":
+                value = swapper.source_input(swapper.align_source(texture, kps))
+            else:
+                recognizer = self._model(("recognizer", spec.recognizer or ""),
+                                         lambda: ArcFace(self._session(spec.recognizer or "")[0]))
+                face = Face(box=np.zeros(4, np.float32), score=1.0, kps=kps)
+                value = swapper.source_input(recognizer.embed(texture, [face], normalise=False)[0])
+            self._source_inputs[key] = value
+        return self._source_inputs[key]
 
     @property
     def analyser(self) -> FaceAnalyser:
@@ -124,7 +209,8 @@ class Session:
         """
         cfg = config or self.config
         image = _as_image(target, "target")
-        work = swap_still(self.analyser, source, image, cfg, reference=reference)
+        work = swap_still(self.analyser, source, image, cfg, reference=reference,
+                          processors=self.processors(cfg, source))
         assert work.output is not None and work.changed is not None
         return SwapResult(image=work.output, faces=tuple(order_faces(work.faces, cfg.face_selector_order)),
                           swapped=tuple(work.chosen), changed=work.changed, times_ms=dict(work.times.ms))
@@ -134,8 +220,10 @@ class Session:
                    reference: np.ndarray | None = None, force: bool = False, progress: bool = False) -> JobReport:
         """Swap ``source`` into the video ``target`` and write ``output`` (audio copied, written to
         a temporary name and renamed when complete). Returns the job's figures."""
-        return swap_video(self.analyser, source, Path(target), Path(output), config or self.config,
-                          video or VideoConfig(), reference=reference, force=force, progress=progress)
+        cfg = config or self.config
+        return swap_video(self.analyser, source, Path(target), Path(output), cfg, video or VideoConfig(),
+                          reference=reference, force=force, progress=progress,
+                          processors=self.processors(cfg, source))
 
     def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None, *,
                  embed: bool = True) -> list[Face]:
@@ -167,6 +255,18 @@ def _name(item: ImageLike) -> str:
 
 def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def _masker(name: str, kind: str) -> MaskerSpec:
+    spec = MASKERS.get(name)
+    if spec is None or spec.kind != kind:
+        names = ", ".join(n for n, m in MASKERS.items() if m.kind == kind)
+        raise ConfigError(f"unknown {kind} mask model {name!r}; choose from {names}")
+    return spec
+
+
+def _tell(line: str) -> None:
+    print(f"swapline: {line}", file=sys.stderr)
 
 
 def _frozen(value: Any) -> Any:

@@ -26,7 +26,7 @@ FACE_ORDERS: tuple[str, ...] = (
     "large-small", "small-large", "left-right", "right-left",
     "top-bottom", "bottom-top", "best-worst", "worst-best",
 )
-MASK_TYPES: tuple[str, ...] = ("box", "oval", "area")
+MASK_TYPES: tuple[str, ...] = ("box", "oval", "area", "occlusion", "region")
 MASK_AREAS: tuple[str, ...] = ("face", "upper-face", "lower-face", "eyes", "brows", "nose", "mouth")
 COLOR_MATCHES: tuple[str, ...] = ("lab", "histogram", "yuv-luma", "none")
 BLEND_MODES: tuple[str, ...] = ("alpha", "poisson")
@@ -62,6 +62,16 @@ class SwapConfig:
     color_match: ColorMatch = "lab"
     detail_match: bool = True
     blend: BlendMode = "alpha"
+    # neural models (names from the model catalogue; "builtin" is the weight-free mesh swapper)
+    face_swapper_model: str = "builtin"
+    face_swapper_weight: float = 1.0
+    face_swapper_pixel_boost: int = 1
+    face_enhancer_model: str | None = None
+    face_enhancer_blend: float = 0.8
+    face_enhancer_weight: float = 0.5
+    face_occluder_model: str = "xseg"
+    face_parser_model: str = "bisenet_resnet_34"
+    face_mask_regions: tuple[str, ...] = ("skin", "brows", "eyes", "nose", "mouth", "lips")
 
     def __post_init__(self) -> None:
         _choice("face_selector_mode", self.face_selector_mode, SELECTOR_MODES)
@@ -86,6 +96,11 @@ class SwapConfig:
             _range("face_mask_padding", p, 0.0, 1.0)
         if not (160 <= self.face_detector_size <= 1920 and self.face_detector_size % 32 == 0):
             raise ConfigError("face_detector_size must be a multiple of 32 between 160 and 1920")
+        _range("face_swapper_weight", self.face_swapper_weight, 0.0, 1.0)
+        _range("face_enhancer_blend", self.face_enhancer_blend, 0.0, 1.0)
+        _range("face_enhancer_weight", self.face_enhancer_weight, 0.0, 1.0)
+        if self.face_swapper_pixel_boost not in (1, 2, 3, 4):
+            raise ConfigError("face_swapper_pixel_boost must be 1, 2, 3 or 4 (tiles per side)")
         if self.reference_face_position < 0:
             raise ConfigError("reference_face_position must be 0 or more")
         if not 64 <= self.swap_resolution <= 1024:

@@ -6,7 +6,7 @@ Works on the face's region only (never the whole frame). Pasting into the frame 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -16,7 +16,7 @@ from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
-from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate
+from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate, polygon_mask
 from .poisson import poisson_blend
 
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
@@ -66,17 +66,15 @@ def _feather_face(swap: MeshSwap, erode_px: float, blur_px: float) -> np.ndarray
     return cv2.resize(feather(swap.canvas_face, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
-    """The blend mask ``(h, w) float32`` 0..1 of a swapped face.
-
-    The feathered face surface (outline less the inner mouth, eroded by ``face_mask_erode`` and
-    softened over ``face_mask_blur`` of the face width) is always part of it, since the source's
-    texture exists only there; the chosen ``face_mask_types`` narrow it further (minimum).
-    """
-    shape = swap.face_region.shape
-    mesh = swap.mesh[:, :2]
+def mesh_area_masks(shape: tuple[int, int], mesh: np.ndarray, config: SwapConfig) -> list[np.ndarray]:
+    """The mesh-based masks ``face_mask_types`` asks for, over any region: ``(h, w) float32``
+    each, for ``mesh`` ``(468, 2)`` in that region's pixels. ``oval`` is the feathered face
+    outline, ``box`` the feathered box around it, ``area`` the union of ``face_mask_areas``."""
     width = float(np.ptp(mesh[_OVAL, 0]))
-    masks = [_feather_face(swap, config.face_mask_erode * width, config.face_mask_blur * width)]
+    masks = []
+    if "oval" in config.face_mask_types:
+        oval = polygon_mask(shape, mesh[_OVAL])
+        masks.append(feather_scaled(oval, config.face_mask_erode * width, config.face_mask_blur * width))
     if "box" in config.face_mask_types:
         lo, hi = mesh[_OVAL].min(0), mesh[_OVAL].max(0)
         box = np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
@@ -84,7 +82,27 @@ def face_mask(swap: MeshSwap, config: SwapConfig) -> np.ndarray:
     if "area" in config.face_mask_types:
         areas = area_mask(shape, mesh, config.face_mask_areas)
         masks.append(feather_scaled(areas, 0.0, config.face_mask_blur * width))
-    return combine_min(masks)
+    return masks
+
+
+def face_mask(swap: MeshSwap, config: SwapConfig, extra: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """The blend mask ``(h, w) float32`` 0..1 of a face swapped by the mesh swapper.
+
+    The feathered face surface (outline less the inner mouth, eroded by ``face_mask_erode`` and
+    softened over ``face_mask_blur`` of the face width) is always part of it, since the source's
+    texture exists only there; the chosen ``face_mask_types`` (and ``extra`` masks from mask
+    models, in region pixels) narrow it further (minimum).
+    """
+    shape = swap.face_region.shape
+    mesh = swap.mesh[:, :2]
+    width = float(np.ptp(mesh[_OVAL, 0]))
+    base = _feather_face(swap, config.face_mask_erode * width, config.face_mask_blur * width)
+    others = [m for t, m in zip(_mesh_types(config), mesh_area_masks(shape, mesh, config)) if t != "oval"]
+    return combine_min([base, *others, *extra])
+
+
+def _mesh_types(config: SwapConfig) -> list[str]:
+    return [t for t in ("oval", "box", "area") if t in config.face_mask_types]
 
 
 def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray, max_side: int = 256) -> np.ndarray:
@@ -106,7 +124,8 @@ def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray
 
 def blend_face(swap: MeshSwap, config: SwapConfig,
                steady: Callable[[np.ndarray], np.ndarray] | None = None,
-               steady_detail: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               steady_detail: Callable[[np.ndarray], np.ndarray] | None = None,
+               extra_masks: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Blend the swapped face into its region.
 
     ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face, so
@@ -116,7 +135,7 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         ``(region (h, w, 3) uint8, where (h, w) bool)``: the finished region and where it may
         differ from the original frame, for ``paste_where``.
     """
-    mask = face_mask(swap, config)
+    mask = face_mask(swap, config, extra_masks)
     out = swap.target.copy()
     where = swap.changed
     x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))

@@ -1,57 +1,140 @@
-"""Swap the selected faces of one frame: mesh swap, blend chain, paste — per face, in order.
-
-Shared by the image job and (later) the video pipeline's swap stage.
+"""Swap the selected faces of one frame: swap (built-in mesh or a neural model), masks, blend,
+paste, and an optional enhancer — shared by the image job and the video pipeline's swap stage.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..blend.chain import blend_face
-from ..blend.paste import paste_where
+from ..blend.chain import blend_face, mesh_area_masks
+from ..blend.mask_models import OcclusionMasker, RegionMasker, region_affine, warp_mask
+from ..blend.paste import paste_back, paste_where
 from ..config import SwapConfig
+from ..enhance.face_enhancer import FaceEnhancer
 from ..face.types import Face
-from ..runtime.timing import StageTimes
+from ..runtime.timing import StageTimes, timed
+from ..swap.mesh import SourceFace, swap_mesh
+from ..swap.onnx_swapper import NeuralSwapper
 
 Steady = Callable[[np.ndarray], np.ndarray]
-from ..swap.mesh import SourceFace, swap_mesh
+
+
+@dataclass(frozen=True, eq=False)
+class Processors:
+    """The neural models a job uses (all optional; None = not used).
+
+    ``source_input`` is the swapper's prepared source identity (see
+    :meth:`NeuralSwapper.source_input`), made once per job.
+    """
+
+    swapper: NeuralSwapper | None = None
+    source_input: np.ndarray | None = None
+    enhancer: FaceEnhancer | None = None
+    occluder: OcclusionMasker | None = None
+    parser: RegionMasker | None = None
+
+
+NO_PROCESSORS = Processors()
+
+
+def _model_masks(frame: np.ndarray, faces: Sequence[Face], config: SwapConfig,
+                 processors: Processors) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per face, the occlusion / region masks the config asks for, as ``(crop mask, M)``."""
+    per_face: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in faces]
+    for kind, model in (("occlusion", processors.occluder), ("region", processors.parser)):
+        if kind in config.face_mask_types and model is not None and faces:
+            for i, cm in enumerate(model.crop_masks(frame, faces)):
+                per_face[i].append(cm)
+    return per_face
 
 
 def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
                times: StageTimes | None = None,
                steady: Callable[[Face], tuple[Steady | None, Steady | None]] | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Swap ``source`` into each of ``faces`` of ``frame``.
+               processors: Processors = NO_PROCESSORS) -> tuple[np.ndarray, np.ndarray]:
+    """Swap ``source`` into each of ``faces`` of ``frame``, then enhance them if asked.
 
     Args:
         frame: ``(H, W, 3) uint8`` BGR; not modified.
         faces: target faces with meshes, already selected.
         steady: gives, per face, smoothers of its colour statistics and of its detail blur over
             time (video), or None.
+        processors: the neural swapper / enhancer / mask models in use.
     Returns:
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
     """
     out = frame.copy()
     changed = np.zeros(frame.shape[:2], bool)
-    h, w = frame.shape[:2]
-    for face in faces:
+    if not faces:
+        return out, changed
+    model_masks: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in faces]
+    if processors.occluder is not None or processors.parser is not None:
+        with timed(times, "mask"):
+            model_masks = _model_masks(frame, faces, config, processors)
+    if processors.swapper is not None and processors.source_input is not None:
+        _swap_neural(out, changed, faces, processors, config, model_masks, times)
+    else:
+        _swap_builtin(out, changed, faces, source, config, model_masks, times, steady)
+    if processors.enhancer is not None:
+        with timed(times, "enhance"):
+            for patch, alpha, origin in processors.enhancer.enhance(out, faces, blend=config.face_enhancer_blend,
+                                                                    weight=config.face_enhancer_weight):
+                paste_back(out, patch, alpha, origin, out=out)
+                _mark(changed, alpha > 0, origin)
+    return out, changed
+
+
+def _swap_builtin(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], source: SourceFace,
+                  config: SwapConfig, model_masks: list[list[tuple[np.ndarray, np.ndarray]]],
+                  times: StageTimes | None,
+                  steady: Callable[[Face], tuple[Steady | None, Steady | None]] | None) -> None:
+    for face, masks in zip(faces, model_masks):
         t0 = time.perf_counter()
         swap = swap_mesh(out, face, source, shape_weight=config.face_shape_weight,
                          keep_target_expression=config.expression == "target",
                          resolution=config.swap_resolution)
         t1 = time.perf_counter()
         colour, detail = steady(face) if steady is not None else (None, None)
-        region, where = blend_face(swap, config, colour, detail)
+        extra = [warp_mask(m, mat, swap.face_region.shape, region_affine(swap.origin)) for m, mat in masks]
+        region, where = blend_face(swap, config, colour, detail, extra_masks=extra)
         paste_where(out, region, where, swap.origin)
+        _mark(changed, where, swap.origin)
         t2 = time.perf_counter()
-        x0, y0 = swap.origin
-        rh, rw = where.shape
-        ys, xs = slice(max(y0, 0), min(y0 + rh, h)), slice(max(x0, 0), min(x0 + rw, w))
-        changed[ys, xs] |= where[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
         if times is not None:
             times.add("swap", t1 - t0)
             times.add("blend", t2 - t1)
-    return out, changed
+
+
+def _swap_neural(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], processors: Processors,
+                 config: SwapConfig, model_masks: list[list[tuple[np.ndarray, np.ndarray]]],
+                 times: StageTimes | None) -> None:
+    assert processors.swapper is not None and processors.source_input is not None
+    with timed(times, "swap"):
+        patches = processors.swapper.swap(out, faces, processors.source_input, weight=config.face_swapper_weight,
+                                          pixel_boost=config.face_swapper_pixel_boost)
+    with timed(times, "blend"):
+        for face, patch, masks in zip(faces, patches, model_masks):
+            shape = patch.alpha.shape
+            alpha = patch.alpha.copy()
+            mesh = face.mesh[:, :2] - np.asarray(patch.origin, np.float32) if face.mesh is not None else None
+            for m in mesh_area_masks(shape, mesh, config) if mesh is not None else []:
+                np.minimum(alpha, m * config.face_swapper_weight, out=alpha)
+            for m, mat in masks:
+                np.minimum(alpha, warp_mask(m, mat, shape, region_affine(patch.origin)), out=alpha)
+            paste_back(out, patch.patch, alpha, patch.origin, out=out)
+            _mark(changed, alpha > 0, patch.origin)
+
+
+def _mark(changed: np.ndarray, where: np.ndarray, origin: tuple[int, int]) -> None:
+    """``changed |= where`` for a region at ``origin`` (clipped to the frame)."""
+    h, w = changed.shape
+    x0, y0 = int(origin[0]), int(origin[1])
+    rh, rw = where.shape
+    ys, xs = slice(max(y0, 0), min(y0 + rh, h)), slice(max(x0, 0), min(x0 + rw, w))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        changed[ys, xs] |= where[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]

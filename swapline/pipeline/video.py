@@ -25,7 +25,7 @@ from ..face.types import Face
 from ..runtime.timing import timed
 from ..swap.mesh import SourceFace
 from .follow import FaceFollower, FrameWork
-from .frame import Steady, swap_faces
+from .frame import NO_PROCESSORS, Processors, Steady, swap_faces
 from .image import check_output_path
 from .stages import Pipeline, Stage, StageMetrics
 
@@ -76,7 +76,8 @@ def peak_rss_mb() -> float:
 
 
 def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig, video: VideoConfig, *,
-                 fps: float, reference: np.ndarray | None = None, still: bool = False) -> list[Stage]:
+                 fps: float, reference: np.ndarray | None = None, still: bool = False,
+                 processors: Processors = NO_PROCESSORS) -> list[Stage]:
     """The detect, follow and swap stages for one job (each stage's state is its own)."""
     follower = FaceFollower(analyser, config, fps=fps, reference=reference, still=still)
     interval = 1 if still else video.detect_interval
@@ -102,7 +103,8 @@ def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig,
 
     def swap(batch: list[FrameWork]) -> list[FrameWork]:
         for work in batch:
-            work.output, work.changed = swap_faces(work.image, work.chosen, source, config, work.times, steady)
+            work.output, work.changed = swap_faces(work.image, work.chosen, source, config, work.times, steady,
+                                                   processors)
         return batch
 
     q = video.queue_size
@@ -112,17 +114,18 @@ def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig,
 
 
 def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, config: SwapConfig, *,
-               reference: np.ndarray | None = None) -> FrameWork:
+               reference: np.ndarray | None = None, processors: Processors = NO_PROCESSORS) -> FrameWork:
     """Swap one image through the same stages as a video (a one-frame video)."""
     done: list[FrameWork] = []
-    stages = frame_stages(analyser, source, config, VideoConfig(queue_size=1), fps=1.0, reference=reference, still=True)
+    stages = frame_stages(analyser, source, config, VideoConfig(queue_size=1), fps=1.0, reference=reference,
+                          still=True, processors=processors)
     Pipeline([FrameWork(index=0, pts=None, image=image)], stages, done.append).run()
     return done[0]
 
 
 def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output: Path, config: SwapConfig,
                video: VideoConfig, *, reference: np.ndarray | None = None, force: bool = False,
-               progress: bool = True) -> JobReport:
+               progress: bool = True, processors: Processors = NO_PROCESSORS) -> JobReport:
     """Swap ``source`` into the video ``target`` and write ``output`` (audio copied).
 
     Raises:
@@ -143,7 +146,7 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
     total = max(0, end - video.trim_start)
     options = EncodeOptions(encoder=video.encoder, crf=video.quality, preset=video.preset)
     fps = float(info.fps) if info.fps else 25.0
-    stages = frame_stages(analyser, source, config, video, fps=fps, reference=reference)
+    stages = frame_stages(analyser, source, config, video, fps=fps, reference=reference, processors=processors)
     swapped = 0
     stage_ms: dict[str, float] = {}
     bar = tqdm(total=total, unit="frame", desc="swapping", disable=not progress, leave=False, dynamic_ncols=True)
