@@ -37,7 +37,8 @@ from .models.store import ModelStore
 from .pipeline.frame import Processors
 from .pipeline.video import JobReport, swap_still, swap_video
 from .pipeline.image import read_image
-from .runtime.session import SessionFactory
+from .runtime.memory import MemoryConfig
+from .runtime.session import ProviderOptions, SessionFactory
 from .runtime.timing import StageTimes
 from .swap.mesh import SourceFace, merge_sources, prepare_source
 from .swap.onnx_swapper import NeuralSwapper
@@ -85,7 +86,9 @@ class Session:
         self.runtime = dataclasses.replace(runtime or RuntimeConfig(), **run_kw)
         self.store = store or ModelStore(self.runtime, progress=progress, catalog=full_catalog(),
                                          notify=_tell if progress else None)
-        self.factory = SessionFactory.from_config(self.runtime)
+        self.factory = SessionFactory.from_config(
+            self.runtime, ProviderOptions(fp16=self.runtime.fp16),
+            MemoryConfig(self.runtime.video_memory_strategy, self.runtime.max_video_memory))
         self._analyser: FaceAnalyser | None = None
         self._models: dict[tuple[str, ...], Any] = {}  # neural model objects by (kind, name, ...)
         self._source_inputs: dict[tuple[int, str], np.ndarray] = {}

@@ -30,6 +30,8 @@ from .config import (
     VideoConfig,
 )
 from .errors import ConfigError, SwaplineError
+from .models.enhance_catalog import ENHANCERS, MASKERS, REGIONS
+from .models.neural_catalog import SWAPPERS
 from .runtime.session import PROVIDER_NAMES
 
 EXIT_INTERRUPTED = 130
@@ -61,6 +63,14 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model-dir", type=Path, metavar="DIR",
                    help="folder of model files you already have (checked by sha256 before use)")
     g.add_argument("--offline", action="store_true", help="never download; fail with where to put the file")
+    g.add_argument("--fp16", action="store_true",
+                   help="run the models in half precision (each is converted once and cached; inputs "
+                        "and outputs stay fp32)")
+    g.add_argument("--video-memory-strategy", choices=("strict", "moderate", "tolerant"), default="moderate",
+                   help="strict releases model sessions and caches as soon as no stage needs them; "
+                        "tolerant keeps everything (default: %(default)s)")
+    g.add_argument("--max-video-memory", type=float, metavar="GIB",
+                   help="cap on the GPU memory swapline plans to use; batch sizes adapt to it")
 
 
 def runtime_from_args(args: argparse.Namespace) -> RuntimeConfig:
@@ -74,6 +84,9 @@ def runtime_from_args(args: argparse.Namespace) -> RuntimeConfig:
         intra_op_threads=args.execution_thread_count,
         model_dir=args.model_dir,
         offline=args.offline,
+        fp16=args.fp16,
+        video_memory_strategy=args.video_memory_strategy,
+        max_video_memory=args.max_video_memory,
     )
 
 
@@ -105,10 +118,38 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--swap-resolution", type=int, default=d.swap_resolution, metavar="PX",
                    help="canvas side for the warp maps; the texture is always sampled at full "
                         "resolution (default: %(default)s)")
+    g = p.add_argument_group("neural models (downloaded on first use; their licences vary)")
+    g.add_argument("--face-swapper-model", default=d.face_swapper_model, metavar="NAME",
+                   choices=("builtin", *SWAPPERS),
+                   help="builtin: the weight-free mesh swapper (default); or a neural swapper: "
+                        + ", ".join(SWAPPERS))
+    g.add_argument("--face-swapper-weight", type=float, default=d.face_swapper_weight, metavar="W",
+                   help="how much of the neural swapper's output to paste, 0..1 (default: %(default)s)")
+    g.add_argument("--face-swapper-pixel-boost", type=int, default=d.face_swapper_pixel_boost,
+                   choices=(1, 2, 3, 4), metavar="N",
+                   help="run the neural swapper on an N-times larger crop, as N×N tiles in one batch "
+                        "(default: %(default)s)")
+    g.add_argument("--face-enhancer-model", default=None, metavar="NAME", choices=tuple(ENHANCERS),
+                   help="restore the swapped faces with: " + ", ".join(ENHANCERS))
+    g.add_argument("--face-enhancer-blend", type=float, default=d.face_enhancer_blend, metavar="B",
+                   help="how much of the enhanced face to keep, 0..1 (default: %(default)s)")
+    g.add_argument("--face-enhancer-weight", type=float, default=d.face_enhancer_weight, metavar="W",
+                   help="CodeFormer's fidelity weight, 0..1 (default: %(default)s)")
+    g.add_argument("--face-occluder-model", default=d.face_occluder_model, metavar="NAME",
+                   help="model for --face-mask-types occlusion: "
+                        + ", ".join(n for n, m in MASKERS.items() if m.kind == "occlusion") + " (default: %(default)s)")
+    g.add_argument("--face-parser-model", default=d.face_parser_model, metavar="NAME",
+                   help="model for --face-mask-types region: "
+                        + ", ".join(n for n, m in MASKERS.items() if m.kind == "region") + " (default: %(default)s)")
+    g.add_argument("--face-mask-regions", nargs="+", default=list(d.face_mask_regions), metavar="REGION",
+                   choices=tuple(REGIONS),
+                   help="face-parser regions kept by the region mask (default: "
+                        f"{' '.join(d.face_mask_regions)})")
     g = p.add_argument_group("masks")
     g.add_argument("--face-mask-types", nargs="+", choices=MASK_TYPES, default=list(d.face_mask_types),
                    metavar="TYPE", help="masks combined by their minimum: box (feathered face box), oval "
-                   "(the face outline), area (mesh areas, see --face-mask-areas) "
+                   "(the face outline), area (mesh areas, see --face-mask-areas), occlusion (a model "
+                   "that finds hands, hair, glasses in front of the face), region (face-parser regions) "
                    f"(default: {' '.join(d.face_mask_types)})")
     g.add_argument("--face-mask-areas", nargs="+", choices=MASK_AREAS, default=list(d.face_mask_areas),
                    metavar="AREA", help=f"areas of the area mask: {', '.join(MASK_AREAS)} "
@@ -188,6 +229,15 @@ def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
         occlusion_gate=args.occlusion_gate,
         color_match=args.color_match,
         detail_match=args.detail_match,
+        face_swapper_model=args.face_swapper_model,
+        face_swapper_weight=args.face_swapper_weight,
+        face_swapper_pixel_boost=args.face_swapper_pixel_boost,
+        face_enhancer_model=args.face_enhancer_model,
+        face_enhancer_blend=args.face_enhancer_blend,
+        face_enhancer_weight=args.face_enhancer_weight,
+        face_occluder_model=args.face_occluder_model,
+        face_parser_model=args.face_parser_model,
+        face_mask_regions=tuple(args.face_mask_regions),
         blend=args.blend,
     )
 

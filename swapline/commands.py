@@ -163,21 +163,30 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) 
 
 
 def run_doctor(runtime: RuntimeConfig) -> int:
-    """Print versions, execution providers and the model store's state."""
-    import onnxruntime as ort
-
+    """Print versions, execution providers, devices, codecs and the model store's state."""
     from . import __version__
+    from .gpu.report import runtime_report
+    from .models.registry import full_catalog
     from .models.store import ModelStore
-    from .runtime.session import available_providers, default_threads, resolve_providers
+    from .runtime.session import default_threads
 
-    chosen, missing = resolve_providers(runtime.execution_providers, available_providers())
-    print(f"swapline {__version__}, Python {sys.version.split()[0]}, onnxruntime {ort.__version__}, "
-          f"OpenCV {cv2.__version__}")
-    print(f"providers available: {', '.join(available_providers())}")
-    print(f"providers used:      {', '.join(chosen)}" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    r = runtime_report(runtime.execution_providers, runtime.execution_device_id)
+    print(f"swapline {__version__}, Python {r['python']}, onnxruntime {r['onnxruntime']}, OpenCV {cv2.__version__}, "
+          f"torch {r['torch'] or 'not installed'}")
+    print(f"providers available: {', '.join(r['providers_available'])}")
+    missing = f" (missing: {', '.join(r['providers_missing'])})" if r["providers_missing"] else ""
+    print(f"providers used:      {', '.join(r['providers_used'])}{missing}")
+    devices = r["cuda_devices"] or []
+    print(f"CUDA devices:        {', '.join(str(d) for d in devices) if devices else 'none'}")
+    free = r["free_device_memory"]
+    print(f"free device memory:  {f'{free / 2**30:.1f} GiB' if free else 'n/a'}")
+    codecs = r["codecs"]
+    print(f"NVENC / NVDEC:       {'yes' if codecs.get('nvenc') else 'no'} / {'yes' if codecs.get('nvdec') else 'no'}")
+    path = r["device_path"]
+    print(f"frame path:          ops on {path['ops']}, models via {path['models']} ({path['device']})")
     print(f"CPU threads:         {runtime.intra_op_threads or default_threads()}")
-    store = ModelStore(runtime, progress=False)
+    store = ModelStore(runtime, progress=False, catalog=full_catalog())
     print(f"model cache:         {store.root}")
     for st in store.status():
-        print(f"  {st.name:<16} {st.state}")
+        print(f"  {st.name:<24} {st.state:<14} {st.licence}")
     return 0

@@ -159,6 +159,9 @@ class RuntimeConfig:
     home: Path | None = None
     model_dir: Path | None = None
     offline: bool = False
+    fp16: bool = False
+    video_memory_strategy: str = "moderate"
+    max_video_memory: float | None = None  # GiB
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
