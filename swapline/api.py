@@ -37,7 +37,7 @@ from .models.store import ModelStore
 from .pipeline.frame import Processors
 from .pipeline.video import JobReport, swap_still, swap_video
 from .pipeline.image import read_image
-from .runtime.memory import MemoryConfig
+from .runtime.memory import MemoryConfig, free_device_memory, plan_batch, should_release
 from .runtime.session import ProviderOptions, SessionFactory
 from .runtime.timing import StageTimes
 from .swap.mesh import SourceFace, merge_sources, prepare_source
@@ -212,8 +212,11 @@ class Session:
         """
         cfg = config or self.config
         image = _as_image(target, "target")
-        work = swap_still(self.analyser, source, image, cfg, reference=reference,
-                          processors=self.processors(cfg, source))
+        try:
+            work = swap_still(self.analyser, source, image, cfg, reference=reference,
+                              processors=self.processors(cfg, source))
+        finally:
+            self._after_job()
         assert work.output is not None and work.changed is not None
         return SwapResult(image=work.output, faces=tuple(order_faces(work.faces, cfg.face_selector_order)),
                           swapped=tuple(work.chosen), changed=work.changed, times_ms=dict(work.times.ms))
@@ -224,9 +227,30 @@ class Session:
         """Swap ``source`` into the video ``target`` and write ``output`` (audio copied, written to
         a temporary name and renamed when complete). Returns the job's figures."""
         cfg = config or self.config
-        return swap_video(self.analyser, source, Path(target), Path(output), cfg, video or VideoConfig(),
-                          reference=reference, force=force, progress=progress,
-                          processors=self.processors(cfg, source))
+        video = self._fit_batch(video or VideoConfig())
+        try:
+            return swap_video(self.analyser, source, Path(target), Path(output), cfg, video,
+                              reference=reference, force=force, progress=progress,
+                              processors=self.processors(cfg, source))
+        finally:
+            self._after_job()
+
+    def _fit_batch(self, video: VideoConfig) -> VideoConfig:
+        """The detect stage's batch size fitted to the device memory the strategy allows (on a
+        CPU there is no figure and the configured size stays)."""
+        free = free_device_memory()
+        if free is None:
+            return video
+        cap = int(self.runtime.max_video_memory * 2**30) if self.runtime.max_video_memory else None
+        per_frame = 4 * 3 * 1920 * 1080  # one float32 1080p frame on the device
+        batch = plan_batch(free, per_frame, self.runtime.video_memory_strategy, cap, default=video.batch_size)
+        return dataclasses.replace(video, batch_size=batch)
+
+    def _after_job(self) -> None:
+        """``strict`` memory strategy: release every model session once a job is done (they are
+        loaded again by the next job); ``moderate`` and ``tolerant`` keep them for reuse."""
+        if should_release(self.runtime.video_memory_strategy, stage_done=True, used_later=True):
+            self.close()
 
     def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None, *,
                  embed: bool = True) -> list[Face]:

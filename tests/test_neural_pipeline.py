@@ -171,3 +171,13 @@ def test_tiny_models_have_the_real_io() -> None:
         m = onnx.load(str(make_inswapper(Path(d) / "i.onnx")))
         assert [i.name for i in m.graph.input] == ["target", "source"]
         assert onnx.numpy_helper.to_array(m.graph.initializer[-1]).shape == (512, 512)
+
+
+def test_strict_memory_strategy_releases_sessions_after_a_job(model_home: Path) -> None:
+    with Session(runtime=RuntimeConfig(home=model_home, video_memory_strategy="strict")) as s:
+        s.swap(s.load_source(read("src_obama.jpg")), read("src_biden.jpg"))
+        assert s._analyser is None  # released; the next job loads it again
+        assert s.swap(s.load_source(read("src_obama.jpg")), read("src_biden.jpg")).swapped
+    with Session(runtime=RuntimeConfig(home=model_home)) as s:  # moderate keeps them
+        s.swap(s.load_source(read("src_obama.jpg")), read("src_biden.jpg"))
+        assert s._analyser is not None
