@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..face.align import invert_affine, warp_to_template
+from ..face.align import crop_box_in_frame, invert_affine, warp_to_template
 from ..face.types import Face
 from ..models.catalog import Normalisation
 from ..models.enhance_catalog import DEFAULT_REGIONS, REGIONS, MaskerSpec
@@ -60,16 +60,6 @@ def warp_mask(mask: np.ndarray, crop_from_image: np.ndarray, shape: tuple[int, i
 def region_affine(origin: Sequence[float]) -> np.ndarray:
     """Image -> region affine for a region whose top-left pixel is ``origin`` ``(x0, y0)``."""
     return np.array([[1.0, 0.0, -float(origin[0])], [0.0, 1.0, -float(origin[1])]])
-
-
-def crop_bounds(m: np.ndarray, size: int) -> tuple[int, int, int, int]:
-    """Integer box ``(x0, y0, x1, y1)`` (end exclusive) of the frame covered by a ``size`` crop."""
-    inv = invert_affine(m)
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
-    pts = corners @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = np.floor(pts.min(0)).astype(int)
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
-    return int(x0), int(y0), int(x1), int(y1)
 
 
 def tighten(mask: np.ndarray, sigma: float) -> np.ndarray:
@@ -156,7 +146,7 @@ class _MaskModel:
         0 outside the crop."""
         out: list[RegionMask] = []
         for mask, m in self.crop_masks(frame, faces):
-            x0, y0, x1, y1 = crop_bounds(m, self.spec.size)
+            x0, y0, x1, y1 = crop_box_in_frame(m, self.spec.size)
             out.append((warp_mask(mask, m, (y1 - y0, x1 - x0), region_affine((x0, y0))), (x0, y0)))
         return out
 

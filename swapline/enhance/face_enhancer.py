@@ -24,7 +24,7 @@ import numpy as np
 from ..blend.masks import box_mask
 from ..blend.paste import crop_with_padding, paste_back
 from ..errors import ModelError
-from ..face.align import invert_affine, warp_to_template
+from ..face.align import crop_box_in_frame, invert_affine, warp_to_template
 from ..face.types import Face
 from ..models.catalog import Normalisation
 from ..models.enhance_catalog import EnhancerSpec
@@ -59,17 +59,6 @@ def from_tensor(y: np.ndarray, norm: Normalisation, lo: float = -1.0, hi: float 
     if norm.channels == "rgb":
         y = y[..., ::-1]
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
-
-
-def crop_box_in_frame(m: np.ndarray, size: int) -> tuple[int, int, int, int]:
-    """Integer box ``(x0, y0, x1, y1)`` (end exclusive) in frame pixels covering the ``size`` px
-    crop whose image -> crop affine is ``m`` (pixel centres at integers)."""
-    inv = invert_affine(m)
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
-    pts = corners @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = np.floor(pts.min(0)).astype(int)
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
-    return int(x0), int(y0), int(x1), int(y1)
 
 
 def crop_to_region(m: np.ndarray, origin: tuple[int, int]) -> np.ndarray:

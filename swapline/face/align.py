@@ -93,3 +93,14 @@ def kps_from_mesh(mesh: np.ndarray) -> np.ndarray:
     right_eye = m[[33, 133]].mean(0)   # subject's right = image left
     left_eye = m[[263, 362]].mean(0)
     return np.stack([right_eye, left_eye, m[1], m[61], m[291]]).astype(np.float32)
+
+
+def crop_box_in_frame(m: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """Integer box ``(x0, y0, x1, y1)`` (end exclusive) of the frame pixels covered by a
+    ``size`` px crop whose image → crop affine is ``m`` ``(2, 3)`` (pixel centres at integers)."""
+    inv = invert_affine(m)
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]])
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    x0, y0 = np.floor(pts.min(0)).astype(int)
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + 1
+    return int(x0), int(y0), int(x1), int(y1)
