@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import weakref
 from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,7 +92,9 @@ class Session:
             MemoryConfig(self.runtime.video_memory_strategy, self.runtime.max_video_memory))
         self._analyser: FaceAnalyser | None = None
         self._models: dict[tuple[str, ...], Any] = {}  # neural model objects by (kind, name, ...)
-        self._source_inputs: dict[tuple[int, str], np.ndarray] = {}
+        # swapper inputs per source object (weak: a source that is dropped takes its entry along)
+        self._source_inputs: weakref.WeakKeyDictionary[SourceFace, dict[str, np.ndarray]] = \
+            weakref.WeakKeyDictionary()
 
     def __enter__(self) -> "Session":
         return self
@@ -159,8 +162,8 @@ class Session:
     def _source_input(self, swapper: NeuralSwapper, source: SourceFace) -> np.ndarray:
         """The swapper's source tensor for ``source`` (from its texture and mesh: no need to keep
         the source photos), cached per source."""
-        key = (id(source), swapper.spec.name)
-        if key not in self._source_inputs:
+        cached = self._source_inputs.setdefault(source, {})
+        if swapper.spec.name not in cached:
             texture = source.levels[0]
             kps = kps_from_mesh(source.mesh)
             spec = swapper.spec
@@ -171,8 +174,8 @@ class Session:
                                          lambda: ArcFace(self._session(spec.recognizer or "")[0]))
                 face = Face(box=np.zeros(4, np.float32), score=1.0, kps=kps)
                 value = swapper.source_input(recognizer.embed(texture, [face], normalise=False)[0])
-            self._source_inputs[key] = value
-        return self._source_inputs[key]
+            cached[swapper.spec.name] = value
+        return cached[swapper.spec.name]
 
     @property
     def analyser(self) -> FaceAnalyser:
