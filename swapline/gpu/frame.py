@@ -1,0 +1,260 @@
+"""The built-in swapper's per-face pixel work in torch: warp, mask, colour match, blend and paste
+on the frame's device.
+
+The device version of :func:`swapline.pipeline.frame._swap_builtin` (mesh swap + blend chain +
+``paste_where``). The geometry stays on the CPU, where it is small: the pose, the triangle
+rasterisation and the dense maps are computed at the swapper's canvas size (at most
+``swap_resolution`` px) with the same helpers as :func:`swapline.swap.mesh.swap_mesh`; the maps,
+the canvas face mask and the skin-statistics mask are uploaded, and everything at the face
+region's full resolution (map resize, both remaps, feathering, LAB transfer, alpha blend, paste)
+runs on the device.
+
+Supported options: ``color_match`` ``"lab"`` or ``"none"``, ``blend="alpha"``,
+``face_mask_types`` ``oval`` / ``box`` / ``area`` (box and area masks are drawn on the CPU and
+uploaded). Not supported: ``color_match`` ``"histogram"`` / ``"yuv-luma"``, ``occlusion_gate``,
+``detail_match``, ``blend="poisson"``, mask models (occluder / parser), the video colour
+smoother: :func:`swap_faces_torch` raises :class:`~swapline.errors.ConfigError` naming the option
+(no silent CPU fallback; :func:`unsupported_options` lets a caller pick the CPU path instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..blend.chain import _OVAL as _CHAIN_OVAL
+from ..blend.chain import mesh_area_masks, skin_stats_mask
+from ..config import SwapConfig
+from ..errors import ConfigError
+from ..face.types import Face
+from ..swap.mesh import (
+    _ALL_TRIS,
+    _FACE_TRIS,
+    _N_BACK,
+    _OVAL,
+    RING_FACTOR,
+    SourceFace,
+    _region,
+    _texture_level,
+    pose_mesh,
+)
+from ..swap.mesh_warp import dense_maps, expand_loop, rasterize_ids, triangle_affines
+from . import ops
+
+__all__ = ["FaceMaps", "face_maps", "swap_faces_torch", "unsupported_options"]
+
+
+@dataclass(frozen=True, eq=False)
+class FaceMaps:
+    """The geometry of one face's mesh swap, at canvas size (CPU, numpy).
+
+    Attributes:
+        origin: ``(x0, y0)`` of the region in frame pixels (may be negative near borders).
+        size: ``(rw, rh)`` of the region at full resolution.
+        level: the source pyramid level the source maps read from.
+        maps: ``(4, ch, cw) float32`` tx, ty (into the target region) and sx, sy (into the source
+            level), in full-resolution pixels, sampled at the canvas; resize to ``size`` linearly.
+        face_canvas: ``(ch, cw) float32`` 1 on the face surface (``MeshSwap.canvas_face``).
+        changed_canvas: ``(ch, cw) uint8`` 1 where any triangle is drawn (before the resize and the
+            3x3 dilation that give ``MeshSwap.changed``).
+        mesh: ``(468, 3) float32`` the new mesh in region pixels (``MeshSwap.mesh``).
+    """
+
+    origin: tuple[int, int]
+    size: tuple[int, int]
+    level: int
+    maps: np.ndarray
+    face_canvas: np.ndarray
+    changed_canvas: np.ndarray
+    mesh: np.ndarray
+
+
+def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
+              keep_target_expression: bool = True, resolution: int = 256) -> FaceMaps:
+    """The maps :func:`swapline.swap.mesh.swap_mesh` computes for ``target``, without its remaps.
+
+    The same steps and helpers as ``swap_mesh`` (kept in step with it by the tests, which compare
+    the device swap with the CPU one).
+    """
+    if target.mesh is None:
+        raise ValueError("face_maps needs a target face with a mesh")
+    tmesh = target.mesh.astype(np.float64)
+    new = pose_mesh(source.mesh, tmesh, shape_weight, keep_target_expression).astype(np.float64)
+    outer_t = expand_loop(tmesh[_OVAL, :2], RING_FACTOR)
+    x0, y0, x1, y1 = _region(np.concatenate([outer_t, new[_OVAL, :2]]))
+    rw, rh = x1 - x0, y1 - y0
+    off = np.array([x0, y0], np.float64)
+    dst = np.concatenate([new[:, :2], outer_t]) - off
+    src_t = np.concatenate([tmesh[:, :2], outer_t]) - off
+    level = _texture_level(source, float(np.ptp(new[_OVAL, 0])))
+    k = 0.5**level
+    src_s = np.concatenate([source.mesh[:, :2], expand_loop(source.mesh[_OVAL, :2], RING_FACTOR)]) * k
+    zf = new[:, 2][_FACE_TRIS].mean(1)
+    order = np.concatenate([np.arange(_N_BACK), _N_BACK + np.argsort(-zf)])
+    tris = _ALL_TRIS[order]
+    scale = min(1.0, resolution / max(rw, rh))
+    cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
+    per_axis = np.array([cw / rw, ch / rh])
+    ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
+    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
+    maps = dense_maps(ids, affines, (cw / rw, ch / rh))
+    mesh = new.copy()
+    mesh[:, :2] -= off
+    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps,
+                    face_canvas=(ids > _N_BACK).astype(np.float32), changed_canvas=(ids > 0).astype(np.uint8),
+                    mesh=mesh.astype(np.float32))
+
+
+def unsupported_options(config: SwapConfig) -> list[str]:
+    """The options of ``config`` the device path cannot do (empty: all supported)."""
+    bad = []
+    if config.color_match not in ("lab", "none"):
+        bad.append(f"color_match={config.color_match!r}")
+    if config.occlusion_gate:
+        bad.append("occlusion_gate")
+    if config.detail_match:
+        bad.append("detail_match")
+    if config.blend != "alpha":
+        bad.append(f"blend={config.blend!r}")
+    return bad
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """``(C, h, w)`` -> ``(C, rh, rw)`` like ``cv2.resize`` (INTER_LINEAR / INTER_NEAREST)."""
+    rw, rh = size
+    if x.shape[-2:] == (rh, rw):
+        return x
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(x[None], size=(rh, rw), mode=mode, **kw)[0]
+
+
+def _crop(frame: torch.Tensor, origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``(rh, rw, 3)`` region of ``frame`` at ``origin``, edges replicated outside the frame."""
+    H, W = frame.shape[:2]
+    x0, y0 = origin
+    rw, rh = size
+    if x0 >= 0 and y0 >= 0 and x0 + rw <= W and y0 + rh <= H:
+        return frame[y0:y0 + rh, x0:x0 + rw]
+    ys = torch.arange(y0, y0 + rh, device=frame.device).clamp(0, H - 1)
+    xs = torch.arange(x0, x0 + rw, device=frame.device).clamp(0, W - 1)
+    return frame[ys[:, None], xs[None, :]]
+
+
+def _bbox(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` of the true pixels of ``(h, w) bool``, or None (like ``cv2.boundingRect``)."""
+    rows = torch.nonzero(mask.any(1)).flatten()
+    cols = torch.nonzero(mask.any(0)).flatten()
+    if rows.numel() == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _texture(source: SourceFace, level: int, device: torch.device, cache: dict | None) -> torch.Tensor:
+    """The source pyramid level as ``(1, 3, h, w)`` float32 on ``device`` (uploaded once per source)."""
+    key = (id(source), level, str(device))
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None and hit[0] is source:  # an id can be reused by a new object
+            return hit[1]
+    tex = ops.to_nchw(torch.from_numpy(np.ascontiguousarray(source.levels[level])).to(device))
+    if cache is not None:
+        cache[key] = (source, tex)
+    return tex
+
+
+def _swap_one(out: torch.Tensor, changed: torch.Tensor, face: Face, source: SourceFace, config: SwapConfig,
+              texture_cache: dict | None) -> None:
+    dev = out.device
+    fm = face_maps(face, source, shape_weight=config.face_shape_weight,
+                   keep_target_expression=config.expression == "target", resolution=config.swap_resolution)
+    rw, rh = fm.size
+    # geometry at full region resolution, on the device
+    maps = _resize(torch.from_numpy(fm.maps).to(dev), fm.size, "bilinear")
+    tx, ty, sx, sy = maps[0], maps[1], maps[2], maps[3]
+    face_canvas = torch.from_numpy(fm.face_canvas).to(dev)
+    face_region = _resize(face_canvas[None], fm.size, "bilinear")[0]
+    where = _resize(torch.from_numpy(fm.changed_canvas).to(dev)[None].float(), fm.size, "nearest")
+    where = F.max_pool2d(where[None], 3, stride=1, padding=1)[0, 0] > 0.5
+    # the target region with its surroundings warped to the new outline
+    region = ops.to_nchw(_crop(out, fm.origin, fm.size))
+    target = ops.remap(region, tx, ty, border="replicate").round().clamp(0, 255)
+    # the blend mask: the feathered face surface (on the canvas, like chain._feather_face) ...
+    width = float(np.ptp(fm.mesh[_CHAIN_OVAL, 0]))
+    s = fm.face_canvas.shape[1] / rw
+    mask = ops.feather_mask(face_canvas, config.face_mask_erode * width * s, config.face_mask_blur * width * s)
+    mask = _resize(mask[None], fm.size, "bilinear")[0]
+    # ... narrowed by the box / area masks (drawn on the CPU)
+    types = [t for t in ("oval", "box", "area") if t in config.face_mask_types]
+    if any(t != "oval" for t in types):
+        for kind, area in zip(types, mesh_area_masks((rh, rw), fm.mesh[:, :2], config)):
+            if kind != "oval":
+                mask = torch.minimum(mask, torch.from_numpy(area).to(dev))
+    box = _bbox(mask > 0)
+    if box is not None:
+        bx0, by0, bx1, by1 = box
+        # the source texture, only over the face surface's bounding box (as swap_mesh)
+        fbox = _bbox(face_region > 0)
+        src_face = torch.zeros_like(target)
+        if fbox is not None:
+            fx0, fy0, fx1, fy1 = fbox
+            tex = _texture(source, fm.level, dev, texture_cache)
+            src_face[:, :, fy0:fy1, fx0:fx1] = ops.remap(tex, sx[fy0:fy1, fx0:fx1], sy[fy0:fy1, fx0:fx1],
+                                                         border="replicate").round().clamp(0, 255)
+        f = src_face[:, :, by0:by1, bx0:bx1]
+        t = target[:, :, by0:by1, bx0:bx1]
+        m = mask[by0:by1, bx0:bx1]
+        if config.color_match == "lab":
+            skin = skin_stats_mask((by1 - by0, bx1 - bx0), fm.mesh[:, :2] - np.array([bx0, by0], np.float32))
+            skin_t = torch.from_numpy(np.ascontiguousarray(skin)).to(dev)[None]
+            f = ops.lab_transfer(f, t, skin_t).round().clamp(0, 255)
+        target[:, :, by0:by1, bx0:bx1] = ops.alpha_blend(f, t, m[None, None]).round().clamp(0, 255)
+    new = target[0].permute(1, 2, 0).to(torch.uint8)
+    # paste where the swap may have changed the region (clipped to the frame)
+    H, W = out.shape[:2]
+    x0, y0 = fm.origin
+    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + rw, W), min(y0 + rh, H)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return
+    sub = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
+    w = where[sub]
+    dst = out[fy0:fy1, fx0:fx1]
+    dst.copy_(torch.where(w[..., None], new[sub], dst))
+    changed[fy0:fy1, fx0:fx1] |= w
+
+
+def swap_faces_torch(frame: torch.Tensor, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
+                     texture_cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swap ``source`` into each of ``faces`` of ``frame`` on ``frame``'s device.
+
+    The device counterpart of :func:`swapline.pipeline.frame.swap_faces` with the built-in swapper
+    and no mask models or enhancer.
+
+    Args:
+        frame: ``(H, W, 3) uint8`` BGR on any torch device; not modified.
+        faces: target faces with meshes (frame pixels), already selected.
+        source: from :func:`swapline.swap.mesh.prepare_source`.
+        texture_cache: a dict kept by the caller across calls (e.g. a video job), so each source
+            pyramid level is uploaded once; None uploads per call.
+    Returns:
+        ``(out (H, W, 3) uint8, changed (H, W) bool)`` on the frame's device; every pixel outside
+        ``changed`` is bit-identical to ``frame``.
+    Raises:
+        ConfigError: ``config`` asks for something the device path does not do (see
+            :func:`unsupported_options`).
+    """
+    bad = unsupported_options(config)
+    if bad:
+        raise ConfigError("not supported on the device (torch) swap path: " + ", ".join(bad)
+                          + " (use the CPU path, or turn them off)")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != torch.uint8:
+        raise ValueError(f"frame must be (H, W, 3) uint8, got {tuple(frame.shape)} {frame.dtype}")
+    out = frame.clone()
+    changed = torch.zeros(frame.shape[:2], dtype=torch.bool, device=frame.device)
+    with torch.no_grad():
+        for face in faces:
+            _swap_one(out, changed, face, source, config, texture_cache)
+    return out, changed
