@@ -16,7 +16,7 @@ from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
-from .masks import area_mask, box_mask, combine_min, feather, hull_mask, occlusion_gate, polygon_mask
+from .masks import area_mask, box_mask, combine_min, feather, occlusion_gate, polygon_mask
 from .poisson import poisson_blend
 
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))

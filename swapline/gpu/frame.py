@@ -20,7 +20,6 @@ smoother: :func:`swap_faces_torch` raises :class:`~swapline.errors.ConfigError` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,82 +30,10 @@ from ..blend.chain import mesh_area_masks, skin_stats_mask
 from ..config import SwapConfig
 from ..errors import ConfigError
 from ..face.types import Face
-from ..swap.mesh import (
-    _ALL_TRIS,
-    _FACE_TRIS,
-    _N_BACK,
-    _OVAL,
-    RING_FACTOR,
-    SourceFace,
-    _region,
-    _texture_level,
-    pose_mesh,
-)
-from ..swap.mesh_warp import dense_maps, expand_loop, rasterize_ids, triangle_affines
+from ..swap.mesh import FaceMaps, SourceFace, face_maps
 from . import ops
 
 __all__ = ["FaceMaps", "face_maps", "swap_faces_torch", "unsupported_options"]
-
-
-@dataclass(frozen=True, eq=False)
-class FaceMaps:
-    """The geometry of one face's mesh swap, at canvas size (CPU, numpy).
-
-    Attributes:
-        origin: ``(x0, y0)`` of the region in frame pixels (may be negative near borders).
-        size: ``(rw, rh)`` of the region at full resolution.
-        level: the source pyramid level the source maps read from.
-        maps: ``(4, ch, cw) float32`` tx, ty (into the target region) and sx, sy (into the source
-            level), in full-resolution pixels, sampled at the canvas; resize to ``size`` linearly.
-        face_canvas: ``(ch, cw) float32`` 1 on the face surface (``MeshSwap.canvas_face``).
-        changed_canvas: ``(ch, cw) uint8`` 1 where any triangle is drawn (before the resize and the
-            3x3 dilation that give ``MeshSwap.changed``).
-        mesh: ``(468, 3) float32`` the new mesh in region pixels (``MeshSwap.mesh``).
-    """
-
-    origin: tuple[int, int]
-    size: tuple[int, int]
-    level: int
-    maps: np.ndarray
-    face_canvas: np.ndarray
-    changed_canvas: np.ndarray
-    mesh: np.ndarray
-
-
-def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
-              keep_target_expression: bool = True, resolution: int = 256) -> FaceMaps:
-    """The maps :func:`swapline.swap.mesh.swap_mesh` computes for ``target``, without its remaps.
-
-    The same steps and helpers as ``swap_mesh`` (kept in step with it by the tests, which compare
-    the device swap with the CPU one).
-    """
-    if target.mesh is None:
-        raise ValueError("face_maps needs a target face with a mesh")
-    tmesh = target.mesh.astype(np.float64)
-    new = pose_mesh(source.mesh, tmesh, shape_weight, keep_target_expression).astype(np.float64)
-    outer_t = expand_loop(tmesh[_OVAL, :2], RING_FACTOR)
-    x0, y0, x1, y1 = _region(np.concatenate([outer_t, new[_OVAL, :2]]))
-    rw, rh = x1 - x0, y1 - y0
-    off = np.array([x0, y0], np.float64)
-    dst = np.concatenate([new[:, :2], outer_t]) - off
-    src_t = np.concatenate([tmesh[:, :2], outer_t]) - off
-    level = _texture_level(source, float(np.ptp(new[_OVAL, 0])))
-    k = 0.5**level
-    src_s = np.concatenate([source.mesh[:, :2], expand_loop(source.mesh[_OVAL, :2], RING_FACTOR)]) * k
-    zf = new[:, 2][_FACE_TRIS].mean(1)
-    order = np.concatenate([np.arange(_N_BACK), _N_BACK + np.argsort(-zf)])
-    tris = _ALL_TRIS[order]
-    scale = min(1.0, resolution / max(rw, rh))
-    cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
-    per_axis = np.array([cw / rw, ch / rh])
-    ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
-    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
-    maps = dense_maps(ids, affines, (cw / rw, ch / rh))
-    mesh = new.copy()
-    mesh[:, :2] -= off
-    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps,
-                    face_canvas=(ids > _N_BACK).astype(np.float32), changed_canvas=(ids > 0).astype(np.uint8),
-                    mesh=mesh.astype(np.float32))
 
 
 def unsupported_options(config: SwapConfig) -> list[str]:

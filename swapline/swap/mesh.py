@@ -161,6 +161,70 @@ def _crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return cv2.copyMakeBorder(inner, max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0), cv2.BORDER_REPLICATE)
 
 
+@dataclass(frozen=True, eq=False)
+class FaceMaps:
+    """The geometry of one face's mesh swap, at canvas size (what :func:`swap_mesh` remaps with;
+    the device path in :mod:`swapline.gpu.frame` uses it too).
+
+    Attributes:
+        origin: ``(x0, y0)`` of the region in frame pixels (may be negative near borders).
+        size: ``(rw, rh)`` of the region at full resolution.
+        level: the source pyramid level the source maps read from.
+        maps: ``(4, ch, cw) float32`` tx, ty (into the target region) and sx, sy (into the source
+            level), in full-resolution pixels, sampled at the canvas; resize to ``size`` linearly.
+        face_canvas: ``(ch, cw) float32`` 1 on the face surface.
+        changed_canvas: ``(ch, cw) uint8`` 1 where any triangle is drawn.
+        mesh: ``(468, 3) float32`` the new mesh in region pixels.
+    """
+
+    origin: tuple[int, int]
+    size: tuple[int, int]
+    level: int
+    maps: np.ndarray
+    face_canvas: np.ndarray
+    changed_canvas: np.ndarray
+    mesh: np.ndarray
+
+
+def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
+              keep_target_expression: bool = True, resolution: int = 256) -> FaceMaps:
+    """Pose the source's shape on ``target`` and compute the dense warp maps on a canvas of at
+    most ``resolution`` px: one rasterisation of triangle ids (far to near), one closed-form
+    solve of all triangle affines, one lookup per pixel."""
+    if target.mesh is None:
+        raise ValueError("swap_mesh needs a target face with a mesh")
+    tmesh = target.mesh.astype(np.float64)
+    new = pose_mesh(source.mesh, tmesh, shape_weight, keep_target_expression).astype(np.float64)
+    outer_t = expand_loop(tmesh[_OVAL, :2], RING_FACTOR)
+    x0, y0, x1, y1 = _region(np.concatenate([outer_t, new[_OVAL, :2]]))
+    rw, rh = x1 - x0, y1 - y0
+    off = np.array([x0, y0], np.float64)
+
+    # extended vertex sets (mesh + outer ring) in region pixels: destination, target, source
+    dst = np.concatenate([new[:, :2], outer_t]) - off
+    src_t = np.concatenate([tmesh[:, :2], outer_t]) - off
+    level = _texture_level(source, float(np.ptp(new[_OVAL, 0])))
+    k = 0.5**level
+    src_s = np.concatenate([source.mesh[:, :2], expand_loop(source.mesh[_OVAL, :2], RING_FACTOR)]) * k
+
+    # far-to-near order for the face triangles (smaller z is nearer the camera)
+    zf = new[:, 2][_FACE_TRIS].mean(1)
+    order = np.concatenate([np.arange(_N_BACK), _N_BACK + np.argsort(-zf)])
+    tris = _ALL_TRIS[order]
+
+    scale = min(1.0, resolution / max(rw, rh))
+    cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
+    per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
+    ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
+    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
+    maps = dense_maps(ids, affines, (cw / rw, ch / rh))
+    mesh = new.copy()
+    mesh[:, :2] -= off
+    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps,
+                    face_canvas=(ids > _N_BACK).astype(np.float32), changed_canvas=(ids > 0).astype(np.uint8),
+                    mesh=mesh.astype(np.float32))
+
+
 def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weight: float = 0.75,
               keep_target_expression: bool = True, resolution: int = 256) -> MeshSwap:
     """Map ``source`` onto the face ``target`` of ``frame``.
@@ -174,62 +238,30 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
         resolution: side of the canvas the maps are computed in (they are resized to the
             region's full resolution for the remap).
     """
-    if target.mesh is None:
-        raise ValueError("swap_mesh needs a target face with a mesh")
-    tmesh = target.mesh.astype(np.float64)
-    new = pose_mesh(source.mesh, tmesh, shape_weight, keep_target_expression).astype(np.float64)
-    outer_t = expand_loop(tmesh[_OVAL, :2], RING_FACTOR)
-    box = _region(np.concatenate([outer_t, new[_OVAL, :2]]))
-    x0, y0, x1, y1 = box
-    rw, rh = x1 - x0, y1 - y0
-    off = np.array([x0, y0], np.float64)
-
-    # extended vertex sets (mesh + outer ring) in region pixels: destination, target, source
-    dst = np.concatenate([new[:, :2], outer_t]) - off
-    src_t = np.concatenate([tmesh[:, :2], outer_t]) - off
-    level = _texture_level(source, float(np.ptp(new[_OVAL, 0])))
-    k = 0.5**level
-    s_oval = source.mesh[_OVAL, :2]
-    src_s = np.concatenate([source.mesh[:, :2], expand_loop(s_oval, RING_FACTOR)]) * k
-
-    # far-to-near order for the face triangles (smaller z is nearer the camera)
-    zf = new[:, 2][_FACE_TRIS].mean(1)
-    order = np.concatenate([np.arange(_N_BACK), _N_BACK + np.argsort(-zf)])
-    tris = _ALL_TRIS[order]
-
-    scale = min(1.0, resolution / max(rw, rh))
-    cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
-    per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
-    ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
-    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
-    maps = dense_maps(ids, affines, (cw / rw, ch / rh))
-    face_canvas = (ids > _N_BACK).astype(np.float32)
-    changed_canvas = (ids > 0).astype(np.uint8)
-    if scale < 1.0:
-        size = (rw, rh)
-        tx, ty, sx, sy = (cv2.resize(m, size, interpolation=cv2.INTER_LINEAR) for m in maps)
-        face_region = cv2.resize(face_canvas, size, interpolation=cv2.INTER_LINEAR)
-        changed = cv2.resize(changed_canvas, size, interpolation=cv2.INTER_NEAREST)
+    fm = face_maps(target, source, shape_weight=shape_weight, keep_target_expression=keep_target_expression,
+                   resolution=resolution)
+    (x0, y0), (rw, rh) = fm.origin, fm.size
+    if fm.maps.shape[1:] != (rh, rw):
+        tx, ty, sx, sy = (cv2.resize(m, fm.size, interpolation=cv2.INTER_LINEAR) for m in fm.maps)
+        face_region = cv2.resize(fm.face_canvas, fm.size, interpolation=cv2.INTER_LINEAR)
+        changed = cv2.resize(fm.changed_canvas, fm.size, interpolation=cv2.INTER_NEAREST)
     else:
-        tx, ty, sx, sy = maps
-        face_region, changed = face_canvas, changed_canvas
+        tx, ty, sx, sy = fm.maps
+        face_region, changed = fm.face_canvas, fm.changed_canvas
     changed = cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(bool)
 
-    region = _crop(frame, box)
+    region = _crop(frame, (x0, y0, x0 + rw, y0 + rh))
     # outside `changed` the map is the identity (up to float rounding): never pasted anyway
     warped_t = cv2.remap(region, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # the source texture is only needed on the face surface: remap its bounding box alone
     face = np.zeros_like(warped_t)
-    fx, fy, fw, fh = cv2.boundingRect((face_region > 0).view(np.uint8) if face_region.dtype == np.bool_
-                                      else (face_region > 0).astype(np.uint8))
+    fx, fy, fw, fh = cv2.boundingRect((face_region > 0).astype(np.uint8))
     if fw and fh:
         box_s = (slice(fy, fy + fh), slice(fx, fx + fw))
-        face[box_s] = cv2.remap(source.levels[level], sx[box_s], sy[box_s], cv2.INTER_LINEAR,
+        face[box_s] = cv2.remap(source.levels[fm.level], sx[box_s], sy[box_s], cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
-    new_region = new.copy()
-    new_region[:, :2] -= off
     return MeshSwap(origin=(x0, y0), target=warped_t, face=face, face_region=face_region,
-                    changed=changed, mesh=new_region.astype(np.float32), canvas_face=face_canvas)
+                    changed=changed, mesh=fm.mesh, canvas_face=fm.face_canvas)
 
 
 def _texture_level(source: SourceFace, target_width: float) -> int:
