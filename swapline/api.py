@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import weakref
 from collections.abc import Callable
@@ -151,7 +152,19 @@ class Session:
             parser = self._model(("parser", pspec.name, *regions),
                                  lambda: RegionMasker(self._session(pspec.name)[0], pspec, regions))
         return Processors(swapper=swapper, source_input=source_input, enhancer=enhancer,
-                          occluder=occluder, parser=parser)
+                          occluder=occluder, parser=parser, device=self._device())
+
+    def _device(self) -> str | None:
+        """The torch device for frame operations when a CUDA device and torch are there, else
+        None (the CPU path). Decided once per session; cheap and silent without a GPU."""
+        if not hasattr(self, "_device_path"):
+            from .gpu import DevicePath, detect_device_path
+
+            if not (Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi")):  # no NVIDIA driver:
+                self._device_path = DevicePath(ops="numpy", models="ort-cpu")   # don't even import torch
+            else:
+                self._device_path = detect_device_path(list(self.factory.providers), self.runtime.execution_device_id)
+        return self._device_path.device if self._device_path.on_device else None
 
     def _make_swapper(self, spec: SwapperSpec) -> NeuralSwapper:
         session, path = self._session(spec.name)

@@ -160,3 +160,32 @@ def test_time_one_1080p_frame(session, source, capsys) -> None:
     t2 = time.perf_counter()
     with capsys.disabled():
         print(f"\n1080p, {len(faces)} face(s): torch on CPU {1000 * (t1 - t0):.1f} ms, numpy {1000 * (t2 - t1):.1f} ms")
+
+
+def test_frame_path_selection() -> None:
+    """The device path is chosen only with a device and options it supports; the CPU otherwise."""
+    from swapline.config import SwapConfig
+    from swapline.pipeline.frame import Processors, frame_path
+
+    on_device = Processors(device="cuda:0")
+    assert frame_path(SwapConfig(detail_match=False), on_device) == "torch"
+    assert frame_path(SwapConfig(detail_match=False), Processors()) == "numpy"
+    assert frame_path(SwapConfig(), on_device) == "numpy"  # detail matching: CPU only for now
+    assert frame_path(SwapConfig(detail_match=False, blend="poisson"), on_device) == "numpy"
+
+
+def test_swap_faces_takes_the_device_path_when_told(session) -> None:  # noqa: ANN001
+    """Forcing the device path onto the CPU device runs the torch ops and matches the CPU path."""
+    from swapline.config import SwapConfig
+    from swapline.pipeline.frame import Processors, swap_faces
+
+    target = read("src_biden.jpg")
+    source = session.load_source(read("src_obama.jpg"))
+    faces = session.analyse(target)
+    cfg = SwapConfig(detail_match=False)
+    cpu, cpu_changed = swap_faces(target, faces, source, cfg)
+    dev, dev_changed = swap_faces(target, faces, source, cfg, processors=Processors(device="cpu"))
+    assert dev.dtype == np.uint8 and dev.shape == target.shape
+    both = cpu_changed | dev_changed
+    assert np.abs(dev[both].astype(int) - cpu[both]).mean() < 2.0
+    assert np.array_equal(dev[~dev_changed], target[~dev_changed])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,20 @@ class Processors:
     enhancer: FaceEnhancer | None = None
     occluder: OcclusionMasker | None = None
     parser: RegionMasker | None = None
+    device: str | None = None  # torch device for the frame ops ("cuda:0"), None = the CPU path
+    textures: dict[str, Any] = field(default_factory=dict)  # the device path's uploaded source textures
+
+
+def frame_path(config: SwapConfig, processors: Processors) -> str:
+    """``"torch"`` when this frame's built-in swap can run on the device (a device is set, no
+    neural model or mask model is in use, and every option is one the device path has), else
+    ``"numpy"``."""
+    if processors.device is None or processors.swapper is not None or processors.enhancer is not None \
+            or processors.occluder is not None or processors.parser is not None:
+        return "numpy"
+    from ..gpu.frame import unsupported_options
+
+    return "numpy" if unsupported_options(config) else "torch"
 
 
 NO_PROCESSORS = Processors()
@@ -68,6 +83,9 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
     """
+    if faces and frame_path(config, processors) == "torch":
+        with timed(times, "swap"):
+            return _swap_on_device(frame, faces, source, config, processors)
     out = frame.copy()
     changed = np.zeros(frame.shape[:2], bool)
     if not faces:
@@ -87,6 +105,18 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
                 paste_back(out, patch, alpha, origin, out=out)
                 _mark(changed, alpha > 0, origin)
     return out, changed
+
+
+def _swap_on_device(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
+                    processors: Processors) -> tuple[np.ndarray, np.ndarray]:
+    """The built-in swap with the frame on the device (one upload, one download)."""
+    import torch
+
+    from ..gpu.frame import swap_faces_torch
+
+    frame_t = torch.from_numpy(frame).to(processors.device or "cpu", non_blocking=True)
+    out, changed = swap_faces_torch(frame_t, faces, source, config, texture_cache=processors.textures)
+    return out.cpu().numpy(), changed.cpu().numpy()
 
 
 def _swap_builtin(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], source: SourceFace,
