@@ -108,3 +108,13 @@ def test_an_error_in_the_source_reaches_the_caller() -> None:
 
     with pytest.raises(OSError, match="corrupt input"):
         Pipeline(source(), [Stage("s", lambda b: b)], lambda x: None).run()
+
+
+def test_inline_run_gives_what_the_threads_give() -> None:
+    stages = [Stage("double", lambda b: [x * 2 for x in b], batch_size=3), Stage("inc", lambda b: [x + 1 for x in b])]
+    threaded: list[int] = []
+    Pipeline(range(10), stages, threaded.append).run()
+    inline: list[int] = []
+    Pipeline(range(10), [Stage("double", lambda b: [x * 2 for x in b], batch_size=3),
+                         Stage("inc", lambda b: [x + 1 for x in b])], inline.append).run_inline()
+    assert inline == threaded == [2 * x + 1 for x in range(10)]

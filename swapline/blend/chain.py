@@ -66,15 +66,16 @@ def _feather_face(swap: MeshSwap, erode_px: float, blur_px: float) -> np.ndarray
     return cv2.resize(feather(swap.canvas_face, erode_px * s, blur_px * s), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def mesh_area_masks(shape: tuple[int, int], mesh: np.ndarray, config: SwapConfig) -> list[np.ndarray]:
+def mesh_area_masks(shape: tuple[int, int], mesh: np.ndarray, config: SwapConfig, *,
+                    oval: bool = True) -> list[np.ndarray]:
     """The mesh-based masks ``face_mask_types`` asks for, over any region: ``(h, w) float32``
     each, for ``mesh`` ``(468, 2)`` in that region's pixels. ``oval`` is the feathered face
     outline, ``box`` the feathered box around it, ``area`` the union of ``face_mask_areas``."""
     width = float(np.ptp(mesh[_OVAL, 0]))
     masks = []
-    if "oval" in config.face_mask_types:
-        oval = polygon_mask(shape, mesh[_OVAL])
-        masks.append(feather_scaled(oval, config.face_mask_erode * width, config.face_mask_blur * width))
+    if oval and "oval" in config.face_mask_types:
+        outline = polygon_mask(shape, mesh[_OVAL])
+        masks.append(feather_scaled(outline, config.face_mask_erode * width, config.face_mask_blur * width))
     if "box" in config.face_mask_types:
         lo, hi = mesh[_OVAL].min(0), mesh[_OVAL].max(0)
         box = np.array([lo[0], lo[1], hi[0], hi[1]], np.float32)
@@ -97,12 +98,8 @@ def face_mask(swap: MeshSwap, config: SwapConfig, extra: Sequence[np.ndarray] = 
     mesh = swap.mesh[:, :2]
     width = float(np.ptp(mesh[_OVAL, 0]))
     base = _feather_face(swap, config.face_mask_erode * width, config.face_mask_blur * width)
-    others = [m for t, m in zip(_mesh_types(config), mesh_area_masks(shape, mesh, config)) if t != "oval"]
-    return combine_min([base, *others, *extra])
-
-
-def _mesh_types(config: SwapConfig) -> list[str]:
-    return [t for t in ("oval", "box", "area") if t in config.face_mask_types]
+    # the swapped surface already is the oval: only the other mesh masks narrow it
+    return combine_min([base, *mesh_area_masks(shape, mesh, config, oval=False), *extra])
 
 
 def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray, max_side: int = 256) -> np.ndarray:

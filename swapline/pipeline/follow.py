@@ -17,7 +17,7 @@ import numpy as np
 from ..config import SwapConfig
 from ..face.align import kps_from_mesh
 from ..face.analyse import FaceAnalyser
-from ..face.landmarks import roi_from_face, roi_from_mesh
+from ..face.landmarks import roi_differs, roi_from_face, roi_from_mesh
 from ..face.select import identity_distance, order_faces
 from ..face.smooth import TrackSmoother
 from ..face.track import FaceTracker, TrackerConfig
@@ -231,9 +231,11 @@ class FaceFollower:
         if not rois:
             return [], []
         meshes, scores = self.analyser.mesh.run([image] * len(rois), rois)
-        if new:  # refine the new faces from their first mesh
-            m2, s2 = self.analyser.mesh.run([image] * len(new), [roi_from_mesh(meshes[i]) for i in new])
-            meshes[new], scores[new] = m2, s2
+        # refine a new face from its first mesh when that mesh implies a different crop
+        redo = [i for i in new if roi_differs(rois[i], roi_from_mesh(meshes[i]))]
+        if redo:
+            m2, s2 = self.analyser.mesh.run([image] * len(redo), [roi_from_mesh(meshes[i]) for i in redo])
+            meshes[redo], scores[redo] = m2, s2
         faces = []
         keep_new = []
         for i, (det, m, s, prev) in enumerate(zip(detections, meshes, scores, carried)):

@@ -33,6 +33,10 @@ class StageMetrics:
     waits: list[int] = field(default_factory=list)  # queue depth seen at each batch (for reports)
 
 
+def _batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 class Cancelled(Exception):
     """Raised inside stages when the pipeline stops because of another stage or the caller."""
 
@@ -201,6 +205,22 @@ class Pipeline:
                 t.join(timeout=10.0)
         if self._error is not None:
             raise self._error
+
+    def run_inline(self) -> None:
+        """Run every item through the same stages on the caller's thread, one after another (for
+        a single image: no threads to start and stop, same results)."""
+        for item in self.source:
+            items = [item]
+            for stage in self.stages:
+                t0 = time.perf_counter()
+                items = [out for batch in _batches(items, stage.batch_size) for out in stage.fn(batch)]
+                if stage.flush is not None:
+                    items += list(stage.flush())
+                stage.metrics.busy_s += time.perf_counter() - t0
+                stage.metrics.items += 1
+            for out in items:
+                self.sink(out)
+                self.sink_metrics.items += 1
 
     def metrics(self) -> list[StageMetrics]:
         """Per-stage figures, decode first and encode (the sink) last."""

@@ -119,7 +119,7 @@ def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, co
     done: list[FrameWork] = []
     stages = frame_stages(analyser, source, config, VideoConfig(queue_size=1), fps=1.0, reference=reference,
                           still=True, processors=processors)
-    Pipeline([FrameWork(index=0, pts=None, image=image)], stages, done.append).run()
+    Pipeline([FrameWork(index=0, pts=None, image=image)], stages, done.append).run_inline()
     return done[0]
 
 
