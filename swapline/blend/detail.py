@@ -48,9 +48,11 @@ def detail_sigma(face: np.ndarray, target: np.ndarray, mask: np.ndarray, max_sid
     gt = cv2.cvtColor(target[y:y + h, x:x + w], cv2.COLOR_BGR2GRAY)
     m = m8[y:y + h, x:x + w]
     k = min(1.0, max_side / max(w, h))
-    if k < 1.0:
+    if k < 1.0:  # pyrDown halves with a proper low-pass, then a cheap bilinear step to size
         size = (max(1, round(w * k)), max(1, round(h * k)))
-        gf, gt = (cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in (gf, gt))
+        while gf.shape[1] >= 2 * size[0]:
+            gf, gt = cv2.pyrDown(gf), cv2.pyrDown(gt)
+        gf, gt = (cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in (gf, gt))
         m = cv2.resize(m, size, interpolation=cv2.INTER_NEAREST)
     goal = _grey_energy(gt, m)
     best, best_err = 0.0, abs(_grey_energy(gf, m) - goal)
