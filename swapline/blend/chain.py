@@ -133,7 +133,7 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         differ from the original frame, for ``paste_where``.
     """
     mask = face_mask(swap, config, extra_masks)
-    out = swap.target.copy()
+    out = swap.target  # the swap's own buffer: blended in place, no copy
     where = swap.changed
     x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
     if bw == 0 or bh == 0:
