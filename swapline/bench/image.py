@@ -53,6 +53,7 @@ VARIANTS: dict[str, SwapConfig] = {
     "histogram": SwapConfig(color_match="histogram"),
     "yuv-luma": SwapConfig(color_match="yuv-luma"),
     "gate": SwapConfig(occlusion_gate=True),
+    "no-detail": SwapConfig(detail_match=False),
 }
 
 
