@@ -17,12 +17,6 @@ from .types import Face
 SFACE_SIZE = 112
 
 
-def alignment_points(face: Face) -> np.ndarray:
-    """``(5, 2) float32`` points to align ``face`` by: the detector's five, the points SFace was
-    trained with (mesh-derived points move the crop and lower same-person cosines)."""
-    return face.kps
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two embeddings ``(D,)``."""
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
@@ -44,10 +38,12 @@ class SFace:
         return (emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)).astype(np.float32)
 
     def embed(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
-        """``faces`` of ``image`` (BGR uint8) with ``embedding`` filled in."""
+        """``faces`` of ``image`` (BGR uint8) with ``embedding`` filled in. Crops are aligned by
+        the detector's five points, which SFace was trained with (mesh-derived points shift the
+        crop and lower same-person cosines)."""
         if not faces:
             return []
-        crops = np.stack([warp_to_template(image, alignment_points(f), "arcface_112_v2", SFACE_SIZE)[0] for f in faces])
+        crops = np.stack([warp_to_template(image, f.kps, "arcface_112_v2", SFACE_SIZE)[0] for f in faces])
         emb = self.embed_crops(crops)
         return [f.with_(embedding=e) for f, e in zip(faces, emb)]
 

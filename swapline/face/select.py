@@ -35,15 +35,6 @@ def identity_distance(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 - float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
-def reference_embedding(faces: Sequence[Face], order: str, position: int) -> np.ndarray | None:
-    """The embedding of the face at ``position`` once ``faces`` are ordered, or None when
-    there are not that many faces (or it has no embedding)."""
-    ordered = order_faces(faces, order)
-    if position >= len(ordered):
-        return None
-    return ordered[position].embedding
-
-
 def select_faces(faces: Sequence[Face], mode: str, order: str, *, reference: np.ndarray | None = None,
                  max_distance: float = 0.6) -> list[Face]:
     """The faces to swap, in ``order``.
@@ -61,4 +52,3 @@ def select_faces(faces: Sequence[Face], mode: str, order: str, *, reference: np.
             return []
         return [f for f in ordered if f.embedding is not None and identity_distance(f.embedding, reference) <= max_distance]
     raise ConfigError(f"unknown face selector mode {mode!r}; choose from reference, one, many")
-

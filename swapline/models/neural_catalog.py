@@ -244,12 +244,6 @@ def all_files() -> dict[str, NeuralFile]:
     return out
 
 
-def required_files(swapper: str) -> tuple[str, ...]:
-    """Names of the files swapper ``swapper`` needs: itself, its recognizer, its converter."""
-    spec = SWAPPERS[swapper]
-    return tuple(n for n in (spec.name, spec.recognizer, spec.converter) if n)
-
-
 def _scaled(v: tuple[float, float, float]) -> tuple[float, float, float]:
     return (255.0 * v[0], 255.0 * v[1], 255.0 * v[2])
 

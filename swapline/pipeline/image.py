@@ -18,11 +18,6 @@ from ..errors import InputError, OutputError
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def is_image_path(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` has an image extension swapline reads and writes."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
-
-
 def read_image(path: str | os.PathLike[str], what: str = "image") -> np.ndarray:
     """Decode an image file to ``(H, W, 3) uint8`` BGR (grey and alpha images converted).
 
