@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from swapline.blend.color import _match_lut, histogram_match, lab_transfer, match_color, yuv_luma
+from swapline.blend.color import _match_lut, histogram_match, lab_apply, lab_statistics, lab_transfer, lab_with_error, match_color, yuv_luma
 from swapline.errors import ConfigError
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -96,10 +96,38 @@ def test_lab_transfer_clamps_flat_patch() -> None:
 def test_lab_transfer_identity_and_empty_mask(pair) -> None:
     obama, _, skin = pair
     same = lab_transfer(obama, obama, skin)
-    assert np.abs(same.astype(int) - obama).max() <= 2
+    assert np.array_equal(same, obama)  # the 8-bit LAB round trip's loss is added back
     empty = np.zeros(skin.shape, bool)
     out = lab_transfer(obama, obama[::-1].copy(), empty)
     assert np.array_equal(out, obama) and out is not obama
+
+
+def test_lab_with_error_restores_the_image(pair) -> None:
+    obama, biden, _ = pair
+    for image in (obama, biden):
+        lab, error = lab_with_error(image)
+        assert lab.dtype == error.dtype == np.uint8 and lab.shape == error.shape == image.shape
+        back = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR).astype(int)
+        assert np.abs(back - image).max() > 0  # the 8-bit round trip alone loses something
+        assert np.array_equal(back + error.astype(int) - 128, image)
+
+
+def test_lab_apply_moves_statistics_and_keeps_an_identity_map(pair) -> None:
+    obama, biden, skin = pair
+    lab, error = lab_with_error(obama)
+    stats = lab_statistics(lab, biden, skin)
+    assert stats is not None and stats.shape == (4, 3)
+    # the statistics are those of 8-bit LAB over the mask, for both images
+    want_t = cv2.cvtColor(biden, cv2.COLOR_BGR2LAB)[skin].astype(np.float64)
+    np.testing.assert_allclose(stats[2], want_t.mean(0), atol=1e-6)
+    np.testing.assert_allclose(stats[3], want_t.std(0), atol=1e-6)
+    np.testing.assert_allclose(stats[0], lab[skin].astype(np.float64).mean(0), atol=1e-6)
+    out = lab_apply(lab, error, stats)
+    moved = cv2.cvtColor(out, cv2.COLOR_BGR2LAB)[skin].astype(np.float64)
+    assert np.abs(moved.mean(0) - stats[2]).max() < 1.5
+    same = np.stack([stats[0], stats[1], stats[0], stats[1]])
+    assert np.array_equal(lab_apply(lab, error, same), obama)
+    assert lab_statistics(lab, biden, np.zeros_like(skin)) is None
 
 
 @pytest.mark.parametrize("direction", ["obama->biden", "biden->obama"])

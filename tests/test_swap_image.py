@@ -159,3 +159,25 @@ def test_face_at_the_border_works(session, sources) -> None:  # noqa: ANN001
     assert len(result.swapped) == 1
     assert result.image.shape == cut.shape
     assert result.changed[:, 0].any(), "the swap must reach the cut edge"
+
+
+def test_texture_forms_sample_the_same_face(session, sources) -> None:  # noqa: ANN001
+    """The swap samples the source's LAB texture (and the LAB round trip's loss) directly:
+    converted back, it is the BGR texture sampled on the same maps, up to interpolating in
+    another colour space."""
+    from swapline.swap.mesh import swap_mesh
+
+    image = read("id_biden2.jpg")
+    face = _main_face(session.analyse(image))
+    swap = swap_mesh(image, face, sources["src_obama.jpg"])
+    on = swap.face_region > 0.99
+    bgr = swap.sample("bgr")
+    lab, error = swap.sample("lab"), swap.sample("lab_error")
+    assert bgr.shape == lab.shape == error.shape == (*swap.face_region.shape, 3)
+    back = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR).astype(int) + error.astype(int) - 128
+    diff = np.abs(back - bgr)[on]
+    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 3
+    box = (slice(40, 140), slice(30, 200))
+    assert np.array_equal(swap.sample("lab", box), lab[box])
+    # the sampled face is the source's, not the target's
+    assert np.abs(bgr[on].astype(int) - image[swap.origin[1]:, swap.origin[0]:][:on.shape[0], :on.shape[1]][on]).mean() > 5

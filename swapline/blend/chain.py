@@ -140,20 +140,23 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         return out, where
     y1, x1 = y0 + bh, x0 + bw
     sub = (slice(y0, y1), slice(x0, x1))
-    face, target, m = swap.face[sub], swap.target[sub], mask[sub]
+    target, m = swap.target[sub], mask[sub]
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
     skin = skin_stats_mask(m.shape, mesh)
-    if config.occlusion_gate:
-        m = _gate(face, m, skin, mesh)
+    if config.occlusion_gate:  # decided on the source's own colours
+        m = _gate(swap.sample("bgr", sub), m, skin, mesh)
+    face: np.ndarray | None = None
+    if config.color_match == "lab":  # straight from the source's LAB texture: no conversion here
+        lab_f = swap.sample("lab", sub)
+        stats = lab_statistics(lab_f, target, skin)
+        if stats is not None:
+            face = lab_apply(lab_f, swap.sample("lab_error", sub), steady(stats) if steady is not None else stats)
+    if face is None:
+        face = swap.sample("bgr", sub)
     if config.color_match == "yuv-luma":
         # the target's lighting (luminance below ~5 % of the face width), the source's detail
         face = yuv_luma(face, target, skin, detail_sigma=YUV_DETAIL_SIGMA * float(np.ptp(mesh[_OVAL, 0])))
-    elif config.color_match == "lab":
-        found = lab_statistics(face, target, skin)
-        if found is not None:
-            stats, lab_f = found
-            face = lab_apply(face, lab_f, steady(stats) if steady is not None else stats)
-    else:
+    elif config.color_match != "lab":
         face = match_color(config.color_match, face, target, skin)
     if config.detail_match:  # after the colour match, which can raise contrast
         sigma = detail_sigma(face, target, m > 0.5)

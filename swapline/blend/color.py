@@ -41,41 +41,60 @@ def _to_uint8(img: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return cv2.convertScaleAbs(cv2.max(img, 0.0), alpha=scale)
 
 
-def lab_statistics(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The statistics LAB transfer works from, and the face in 8-bit LAB.
+def lab_with_error(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` ``(H, W, 3) uint8`` BGR in OpenCV's 8-bit LAB, and what that loses.
 
-    Returns ``(stats (4, 3) float64: mean_f, std_f, mean_t, std_t in OpenCV's 8-bit LAB units,
-    lab_f (H, W, 3) uint8)``, or None with fewer than ``MIN_PIXELS`` statistics pixels.
+    Returns ``(lab (H, W, 3) uint8, error (H, W, 3) uint8)`` with ``error = 128 + image -
+    BGR(lab)`` (saturated; the round trip's error is at most a few tens of levels), so
+    ``BGR(lab) + error - 128`` is ``image`` again.
+    """
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+    error = cv2.subtract(image, cv2.cvtColor(lab, cv2.COLOR_LAB2BGR), dtype=cv2.CV_16S)
+    return lab, cv2.convertScaleAbs(cv2.add(error, 128, dtype=cv2.CV_16S).clip(0, 255))
+
+
+def lab_statistics(lab_f: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray | None:
+    """The statistics LAB transfer works from.
+
+    Args:
+        lab_f: ``(H, W, 3) uint8`` the face in 8-bit LAB (:func:`lab_with_error`).
+        target: ``(H, W, 3) uint8`` BGR target crop.
+        stats_mask: ``(H, W)`` bool skin pixels.
+    Returns:
+        ``(4, 3) float64``: mean_f, std_f, mean_t, std_t in OpenCV's 8-bit LAB units, or None
+        with fewer than ``MIN_PIXELS`` statistics pixels.
     """
     mask = _stats_mask(stats_mask)
     if np.count_nonzero(mask) < MIN_PIXELS:
         return None
     m8 = mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8)
-    lab_f = cv2.cvtColor(face, cv2.COLOR_BGR2LAB)
-    mean_f, std_f = (v.reshape(3) for v in cv2.meanStdDev(lab_f, mask=m8))
-    # the target is only needed for its statistics: convert just the box around them
+    # both images are only needed for their statistics: convert just the box around them
     x, y, w, h = cv2.boundingRect(m8)
-    lab_t = cv2.cvtColor(target[y:y + h, x:x + w], cv2.COLOR_BGR2LAB)
-    mean_t, std_t = (v.reshape(3) for v in cv2.meanStdDev(lab_t, mask=np.ascontiguousarray(m8[y:y + h, x:x + w])))
-    return np.stack([mean_f, std_f, mean_t, std_t]), lab_f
+    box = (slice(y, y + h), slice(x, x + w))
+    m_box = np.ascontiguousarray(m8[box])
+    mean_f, std_f = (v.reshape(3) for v in cv2.meanStdDev(lab_f[box], mask=m_box))
+    lab_t = cv2.cvtColor(target[box], cv2.COLOR_BGR2LAB)
+    mean_t, std_t = (v.reshape(3) for v in cv2.meanStdDev(lab_t, mask=m_box))
+    return np.stack([mean_f, std_f, mean_t, std_t])
 
 
-def lab_apply(face: np.ndarray, lab_f: np.ndarray, stats: np.ndarray) -> np.ndarray:
-    """Map ``face`` (BGR uint8, ``lab_f`` its 8-bit LAB) so its statistics ``stats[0:2]``
-    become ``stats[2:4]`` (``(4, 3)``, see :func:`lab_statistics`). Returns BGR uint8.
+def lab_apply(lab_f: np.ndarray, error: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Map the face so its statistics ``stats[0:2]`` become ``stats[2:4]`` (``(4, 3)``, see
+    :func:`lab_statistics`).
 
-    The map is affine per channel, so it is applied as a 256-entry lookup table; the change it
-    makes is added to the face, so the 8-bit LAB round trip's own error (up to 9 levels in dark
-    saturated pixels) cancels.
+    ``lab_f``, ``error``: ``(H, W, 3) uint8`` from :func:`lab_with_error` (or sampled from a
+    :class:`swapline.swap.mesh.Texture`). The map is affine per LAB channel (one
+    ``cv2.transform``, rounded and saturated); adding ``error`` back cancels the 8-bit round
+    trip's own loss (up to 9 levels in dark saturated pixels), so an identity map returns the
+    face's own colours. Returns ``(H, W, 3) uint8`` BGR.
     """
     mean_f, std_f, mean_t, std_t = stats
     ratio = np.clip(std_t / np.maximum(std_f, 1e-3), *STD_RATIO_RANGE)
-    levels = np.arange(256, dtype=np.float64)[:, None]
-    lut = np.clip(np.rint((levels - mean_f) * ratio + mean_t), 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    moved = cv2.cvtColor(cv2.LUT(lab_f, lut), cv2.COLOR_LAB2BGR)
-    back = cv2.cvtColor(lab_f, cv2.COLOR_LAB2BGR)
-    delta = cv2.subtract(moved, back, dtype=cv2.CV_16S)
-    return cv2.add(face, delta, dtype=cv2.CV_8U)
+    affine = np.zeros((3, 4), np.float64)
+    affine[[0, 1, 2], [0, 1, 2]] = ratio
+    affine[:, 3] = mean_t - mean_f * ratio
+    moved = cv2.cvtColor(cv2.transform(lab_f, affine), cv2.COLOR_LAB2BGR)
+    return cv2.addWeighted(moved, 1.0, error, 1.0, -128.0)
 
 
 def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -> np.ndarray:
@@ -85,11 +104,11 @@ def lab_transfer(face: np.ndarray, target: np.ndarray, stats_mask: np.ndarray) -
     standard deviations over ``stats_mask``, in OpenCV's 8-bit LAB (about 4x faster than float
     LAB). Returns ``(H, W, 3) uint8`` BGR.
     """
-    found = lab_statistics(face, target, stats_mask)
-    if found is None:
+    lab_f, error = lab_with_error(face)
+    stats = lab_statistics(lab_f, target, stats_mask)
+    if stats is None:
         return face.copy()
-    stats, lab_f = found
-    return lab_apply(face, lab_f, stats)
+    return lab_apply(lab_f, error, stats)
 
 
 # --- histogram matching ----------------------------------------------------------------------

@@ -11,11 +11,12 @@ the face's region at full resolution.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from ..blend.color import lab_with_error
 from ..face import mesh_topology as topo
 from ..face.mesh_triangles import TRIANGLES
 from ..face.types import Face
@@ -57,6 +58,33 @@ _OTHERS = np.setdiff1d(np.arange(_N), _EXPRESSION)
 
 
 @dataclass(frozen=True, eq=False)
+class Texture:
+    """One level of a source's texture pyramid in the forms the swap samples from.
+
+    Four channels each, because OpenCV's bilinear ``remap`` has a vector path for four channels
+    (about 2.5x faster than for three); the fourth is padding.
+
+    Attributes:
+        bgr: ``(h, w, 4) uint8`` B, G, R, 0.
+        lab: ``(h, w, 4) uint8`` OpenCV's 8-bit L, a, b of ``bgr``, 0.
+        lab_error: ``(h, w, 4) uint8`` 128 + ``bgr`` - BGR(``lab``) (saturated), 128: what the
+            8-bit LAB round trip loses, so a colour transfer made in LAB adds it back and the
+            texture's own colours come through unchanged when the transfer is the identity.
+    """
+
+    bgr: np.ndarray
+    lab: np.ndarray
+    lab_error: np.ndarray
+
+
+def make_texture(image: np.ndarray) -> Texture:
+    """The sampling forms of ``image`` ``(h, w, 3) uint8`` BGR (see :class:`Texture`)."""
+    lab, error = lab_with_error(image)
+    pad = cv2.COLOR_BGR2BGRA
+    return Texture(bgr=cv2.cvtColor(image, pad), lab=cv2.cvtColor(lab, pad), lab_error=cv2.cvtColor(error, pad))
+
+
+@dataclass(frozen=True, eq=False)
 class SourceFace:
     """A source face prepared once: its texture pyramid and mesh, and its identity.
 
@@ -65,12 +93,17 @@ class SourceFace:
         mesh: ``(468, 3) float32`` the face's mesh in level-0 pixels.
         width: face width (outline extent) in level-0 pixels.
         embedding: ``(128,) float32`` unit identity embedding (mean of several sources allowed).
+        textures: ``levels`` in the forms the swap samples (made from ``levels``).
     """
 
     levels: tuple[np.ndarray, ...]
     mesh: np.ndarray
     width: float
     embedding: np.ndarray | None
+    textures: tuple[Texture, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "textures", tuple(make_texture(level) for level in self.levels))
 
 
 def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None = None) -> SourceFace:
@@ -128,22 +161,35 @@ class MeshSwap:
         origin: ``(x0, y0)`` of the region in frame pixels (may be negative near borders).
         target: ``(h, w, 3) uint8`` the target region with its surroundings warped to the new
             outline (and the inner mouth following the new lips).
-        face: ``(h, w, 3) uint8`` the source texture on the new mesh (meaningful where
-            ``face_region`` is 1).
         face_region: ``(h, w) float32`` 1 on the face surface (outline minus inner mouth).
         changed: ``(h, w) bool`` pixels of ``target`` that may differ from the original frame.
         mesh: ``(468, 3) float32`` the new mesh in region pixels.
         canvas_face: ``(ch, cw) float32`` ``face_region`` at the canvas size the maps were
             computed at (masks can be feathered there and resized once).
+        source_maps: ``(sx, sy)`` each ``(h, w) float32``: where each region pixel reads the
+            source texture (meaningful on the face surface).
+        texture: the source pyramid level the maps read.
     """
 
     origin: tuple[int, int]
     target: np.ndarray
-    face: np.ndarray
     face_region: np.ndarray
     changed: np.ndarray
     mesh: np.ndarray
     canvas_face: np.ndarray
+    source_maps: tuple[np.ndarray, np.ndarray]
+    texture: Texture
+
+    def sample(self, form: str = "bgr", box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """The source texture on the new mesh: ``form`` is ``"bgr"``, ``"lab"`` or
+        ``"lab_error"`` (see :class:`Texture`), over ``box`` of the region (default: all of it).
+        Returns ``(h, w, 3) uint8``, meaningful where ``face_region`` is 1."""
+        sx, sy = self.source_maps
+        if box is not None:
+            sx, sy = sx[box], sy[box]
+        image = getattr(self.texture, form)
+        return cv2.cvtColor(cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                            cv2.COLOR_BGRA2BGR)
 
 
 def _region(points: np.ndarray, pad: int = 2) -> tuple[int, int, int, int]:
@@ -251,17 +297,12 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
     changed = cv2.dilate(changed, np.ones((3, 3), np.uint8)).astype(bool)
 
     region = _crop(frame, (x0, y0, x0 + rw, y0 + rh))
-    # outside `changed` the map is the identity (up to float rounding): never pasted anyway
-    warped_t = cv2.remap(region, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    # the source texture is only needed on the face surface: remap its bounding box alone
-    face = np.zeros_like(warped_t)
-    fx, fy, fw, fh = cv2.boundingRect((face_region > 0).astype(np.uint8))
-    if fw and fh:
-        box_s = (slice(fy, fy + fh), slice(fx, fx + fw))
-        face[box_s] = cv2.remap(source.levels[fm.level], sx[box_s], sy[box_s], cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
-    return MeshSwap(origin=(x0, y0), target=warped_t, face=face, face_region=face_region,
-                    changed=changed, mesh=fm.mesh, canvas_face=fm.face_canvas)
+    # outside `changed` the map is the identity (up to float rounding): never pasted anyway.
+    # Four channels: OpenCV's remap has a vector path for them (the padding costs far less).
+    warped_t = cv2.cvtColor(cv2.remap(cv2.cvtColor(region, cv2.COLOR_BGR2BGRA), tx, ty, cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE), cv2.COLOR_BGRA2BGR)
+    return MeshSwap(origin=(x0, y0), target=warped_t, face_region=face_region, changed=changed, mesh=fm.mesh,
+                    canvas_face=fm.face_canvas, source_maps=(sx, sy), texture=source.textures[fm.level])
 
 
 def _texture_level(source: SourceFace, target_width: float) -> int:
