@@ -68,12 +68,18 @@ def measure(session: "Session", source: "SourceFace", cases: dict[str, np.ndarra
     for case, frame in cases.items():
         for vname, cfg in variants.items():
             session.swap(source, frame, cfg)  # warm-up
-            runs = [session.swap(source, frame, cfg) for _ in range(repeat)]
-            med = {s: float(np.median([r.times_ms.get(s, 0.0) for r in runs])) for s in STAGES}
+            # keep the figures only: holding every output frame would grow the heap on each run,
+            # and the fresh pages' faults (~2000 per 1080p run) would be timed as swap work
+            times, swapped = [], ()
+            for _ in range(repeat):
+                result = session.swap(source, frame, cfg)
+                times.append(result.times_ms)
+                swapped = result.swapped
+                del result
+            med = {s: float(np.median([t.get(s, 0.0) for t in times])) for s in STAGES}
             med["analysis"] = med["detect"] + med["mesh"]
             med["swap+blend"] = med["swap"] + med["blend"]
             med["total"] = sum(med[s] for s in STAGES)
-            swapped = runs[0].swapped
             rows[f"{case} {vname}"] = {
                 "face_px": round(max(f.width for f in swapped)) if swapped else 0,
                 "faces": len(swapped),
