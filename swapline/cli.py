@@ -163,19 +163,19 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--occlusion-gate", action="store_true",
                    help="leave out hair, a fringe and other non-skin at the edge of the source's face; "
                         "looks better with a fringe, but the result reads less like the source to a "
-                        "face recognizer (+5 ms)")
+                        "face recognizer (+6 ms)")
     g = p.add_argument_group("colour and blending")
     g.add_argument("--color-match", choices=COLOR_MATCHES, default=d.color_match,
-                   help="lab: LAB mean/std transfer from cheek, nose and chin (default, ≈4 ms); "
-                        "histogram: smoothed per-channel histogram matching (+2 ms); yuv-luma: the "
-                        "target's lighting with the source's detail and colour (+7 ms); none "
+                   help="lab: LAB mean/std transfer from cheek, nose and chin (default, ≈2 ms); "
+                        "histogram: smoothed per-channel histogram matching (+4 ms); yuv-luma: the "
+                        "target's lighting with the source's detail and colour (+5 ms); none "
                         "(costs: 2 CPU cores, 1080p, 400 px face)")
     g.add_argument("--no-detail-match", dest="detail_match", action="store_false",
                    help="keep the source's full sharpness (by default the face is softened to the "
                         "target's level of detail, so it does not look pasted on or shimmer in video)")
     g.add_argument("--blend", choices=BLEND_MODES, default=d.blend,
                    help="alpha: feathered mask (default, ≈1 ms); poisson: gradient-domain blend solved "
-                        "on the face region only (+9 ms; evens out lighting at the edge, can wash out "
+                        "on the face region only (+6 ms; evens out lighting at the edge, can wash out "
                         "a bright forehead)")
 
 
