@@ -32,6 +32,7 @@ from .face.analyse import FaceAnalyser
 from .face.arcface import ArcFace
 from .face.select import order_faces
 from .face.types import Face
+from .gpu import DevicePath
 from .models.enhance_catalog import ENHANCERS, MASKERS, MaskerSpec
 from .models.neural_catalog import SWAPPERS, SwapperSpec
 from .models.registry import full_catalog, model_file
@@ -74,11 +75,14 @@ class Session:
 
     Keyword options are the fields of :class:`SwapConfig` and :class:`RuntimeConfig`
     (``face_selector_mode="many"``, ``execution_providers=("cuda", "cpu")``, ...), or pass
-    ``config=`` / ``runtime=`` objects directly.
+    ``config=`` / ``runtime=`` objects directly. ``device_path`` says where frame work and neural
+    models run (:class:`swapline.gpu.DevicePath`); by default it is detected on first use (a
+    CUDA device seen by torch, else the CPU).
     """
 
     def __init__(self, config: SwapConfig | None = None, runtime: RuntimeConfig | None = None, *,
-                 store: ModelStore | None = None, progress: bool = False, **options: Any):
+                 store: ModelStore | None = None, progress: bool = False,
+                 device_path: DevicePath | None = None, **options: Any):
         swap_kw = {k: _frozen(v) for k, v in options.items() if k in _fields(SwapConfig)}
         run_kw = {k: _frozen(v) for k, v in options.items() if k in _fields(RuntimeConfig)}
         unknown = sorted(set(options) - set(swap_kw) - set(run_kw))
@@ -91,6 +95,8 @@ class Session:
         self.factory = SessionFactory.from_config(
             self.runtime, ProviderOptions(fp16=self.runtime.fp16),
             MemoryConfig(self.runtime.video_memory_strategy, self.runtime.max_video_memory))
+        if device_path is not None:  # else detected on first use
+            self._device_path = device_path
         self._analyser: FaceAnalyser | None = None
         self._models: dict[tuple[str, ...], Any] = {}  # neural model objects by (kind, name, ...)
         # swapper inputs per source object (weak: a source that is dropped takes its entry along)
@@ -111,7 +117,16 @@ class Session:
 
     # -- neural models -----------------------------------------------------------------------
     def _session(self, name: str) -> Any:
+        """A neural model's session: ONNX Runtime, or the torch backend (fp16 with ``--fp16``,
+        CUDA graphs) when the device path runs models through torch (a CUDA device, and an
+        onnxruntime without a GPU provider)."""
         path = model_file(self.store, name)
+        device = self._device()
+        if device is not None and self._device_path.models == "torch":
+            from .runtime.torch_backend import TorchSession
+
+            return TorchSession(path, device=device, fp16=self.runtime.fp16,
+                                cuda_graph=device.startswith("cuda")), path
         return self.factory.create(path, optimized_dir=self.store.root / "optimized"), path
 
     def _model(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
@@ -158,7 +173,7 @@ class Session:
         """The torch device for frame operations when a CUDA device and torch are there, else
         None (the CPU path). Decided once per session; cheap and silent without a GPU."""
         if not hasattr(self, "_device_path"):
-            from .gpu import DevicePath, detect_device_path
+            from .gpu import detect_device_path
 
             if not (Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi")):  # no NVIDIA driver:
                 self._device_path = DevicePath(ops="numpy", models="ort-cpu")   # don't even import torch

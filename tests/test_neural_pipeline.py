@@ -14,6 +14,7 @@ import pytest
 from swapline.api import Session
 from swapline.config import RuntimeConfig, SwapConfig, VideoConfig
 from swapline.errors import ConfigError, ModelError
+from swapline.gpu import DevicePath
 from swapline.models.enhance_catalog import ENHANCERS
 from swapline.models.registry import full_catalog
 from swapline.models.store import ModelStore
@@ -66,9 +67,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def _session(neural_home: Path, tiny: dict[str, Path], **models: str) -> Session:
+def _session(neural_home: Path, tiny: dict[str, Path], device_path: DevicePath | None = None,
+             **models: str) -> Session:
     files = {name: tiny[key] for name, key in models.items()}
-    return Session(store=_store(neural_home, tiny["folder"], files))
+    return Session(store=_store(neural_home, tiny["folder"], files), device_path=device_path)
 
 
 def _face_box(session: Session, image: np.ndarray) -> tuple[slice, slice]:
@@ -93,6 +95,28 @@ def test_neural_swapper_changes_the_face_and_nothing_else(neural_home: Path, tin
         # weight 0: nothing is pasted
         none = s.swap(source, target, SwapConfig(face_swapper_model="inswapper_128", face_swapper_weight=0.0))
         assert np.array_equal(none.image, target)
+
+
+def test_torch_backend_runs_the_neural_swapper_like_onnxruntime(neural_home: Path, tiny: dict[str, Path]) -> None:
+    """Where the device path runs models through torch (a CUDA device without onnxruntime-gpu),
+    the Session builds TorchSessions; here on the CPU, with the same result as ONNX Runtime."""
+    pytest.importorskip("torch")
+    from swapline.runtime.torch_backend import TorchSession, onnx2torch_available
+
+    if not onnx2torch_available():
+        pytest.skip("onnx2torch is not installed")
+    target = read("src_biden.jpg")
+    cfg = SwapConfig(face_swapper_model="inswapper_128")
+    models = {"inswapper_128": "inswapper_negative", "arcface_w600k_r50": "arcface_w600k_r50"}
+    with _session(neural_home, tiny, **models) as s:
+        want = s.swap(s.load_source(read("src_obama.jpg")), target, cfg)
+    with _session(neural_home, tiny, DevicePath(ops="torch", models="torch", device="cpu"), **models) as s:
+        source = s.load_source(read("src_obama.jpg"))
+        assert isinstance(s.processors(cfg, source).swapper.session, TorchSession)
+        got = s.swap(source, target, cfg)
+    assert np.array_equal(got.changed, want.changed)
+    diff = np.abs(got.image.astype(int) - want.image)[got.changed]
+    assert diff.max() <= 2, diff.max()
 
 
 def test_identity_swapper_keeps_the_face(neural_home: Path, tiny: dict[str, Path]) -> None:
