@@ -1,0 +1,98 @@
+"""The device path on a real CUDA device: the checks the CPU-tensor tests make, now on the GPU.
+
+Skipped wherever torch sees no CUDA device (CI has none); run on a GPU machine with
+``python -m pytest -q tests/test_gpu_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("torch sees no CUDA device", allow_module_level=True)
+
+import onnxruntime as ort  # noqa: E402
+
+from swapline.blend.color import lab_transfer as cpu_lab_transfer  # noqa: E402
+from swapline.gpu import detect_device_path, ops  # noqa: E402
+from swapline.gpu.frame import swap_faces_torch  # noqa: E402
+from swapline.pipeline.frame import swap_faces  # noqa: E402
+from swapline.runtime.torch_backend import TorchSession, onnx2torch_available  # noqa: E402
+
+from .conftest import read  # noqa: E402
+from .test_gpu_frame import CPU_LIKE, MEAN_TOL, P99_TOL  # noqa: E402
+from .tiny_models import make_inswapper  # noqa: E402
+
+CUDA = torch.device("cuda:0")
+
+
+@pytest.fixture(scope="module")
+def source(session):  # noqa: ANN001, ANN201
+    return session.load_source(read("src_obama.jpg"))
+
+
+@pytest.fixture(scope="module")
+def two(session):  # noqa: ANN001, ANN201
+    image = read("multi_two_people_obama_biden.jpg")
+    return image, session.analyse(image)
+
+
+def test_the_device_path_is_chosen_here() -> None:
+    path = detect_device_path(["cpu"])
+    assert path.on_device and path.device == "cuda:0"
+
+
+def test_swap_faces_on_cuda_matches_the_cpu_path(two, source) -> None:  # noqa: ANN001
+    image, faces = two
+    ref, ref_changed = swap_faces(image, faces, source, CPU_LIKE)
+    out_t, changed_t = swap_faces_torch(torch.from_numpy(image).to(CUDA), faces, source, CPU_LIKE, {})
+    assert out_t.device.type == "cuda"
+    out, changed = out_t.cpu().numpy(), changed_t.cpu().numpy()
+    assert np.array_equal(out[~changed], image[~changed])
+    assert np.count_nonzero(changed ^ ref_changed) <= 1e-3 * np.count_nonzero(ref_changed) + 8
+    union = changed | ref_changed
+    diff = np.abs(out.astype(np.int16) - ref.astype(np.int16)).max(-1)[union]
+    assert diff.mean() < MEAN_TOL and np.percentile(diff, 99) < P99_TOL
+
+
+def test_ops_on_cuda_match_the_same_ops_on_cpu_tensors() -> None:
+    image = read("src_biden.jpg")[:512, :512]
+    target = read("src_obama.jpg")[:512, :512]
+    skin = np.zeros((512, 512), bool)
+    skin[200:300, 150:350] = True
+    cpu = ops.to_nchw(torch.from_numpy(image))
+    m = torch.tensor([[0.9, 0.1, 12.0], [-0.1, 0.9, 30.0]])
+    a = ops.warp_affine(cpu.float(), m, (300, 280))
+    b = ops.warp_affine(cpu.float().to(CUDA), m.to(CUDA), (300, 280)).cpu()
+    assert (a - b).abs().max() < 1e-2
+    want = cpu_lab_transfer(image, target, skin).astype(np.float32)
+    got = ops.lab_transfer(ops.to_nchw(torch.from_numpy(image)).to(CUDA), ops.to_nchw(torch.from_numpy(target)).to(CUDA),
+                           torch.from_numpy(skin)[None].to(CUDA))
+    got = ops.to_hwc(got.round().clamp(0, 255).to(torch.uint8))[0].cpu().numpy().astype(np.float32)
+    assert np.abs(got - want).mean() < 1.5
+    mask = torch.zeros(1, 1, 200, 200)
+    mask[..., 50:150, 40:160] = 1.0
+    fa = ops.feather_mask(mask, 4.0, 6.0)
+    fb = ops.feather_mask(mask.to(CUDA), 4.0, 6.0).cpu()
+    assert (fa - fb).abs().max() < 1e-4
+
+
+@pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
+def test_torch_session_on_cuda_matches_onnxruntime(tmp_path) -> None:  # noqa: ANN001
+    path = make_inswapper(tmp_path / "inswapper_noise.onnx", "noise")
+    rng = np.random.default_rng(0)
+    feeds = {"target": rng.random((4, 3, 128, 128), dtype=np.float32),
+             "source": rng.standard_normal((4, 512)).astype(np.float32)}
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    fp32 = TorchSession(path, device="cuda").run(None, feeds)[0]
+    np.testing.assert_allclose(fp32, want, atol=1e-3)
+    half = TorchSession(path, device="cuda", fp16=True).run(None, feeds)[0]
+    assert half.dtype == np.float32 and np.abs(half - want).max() < 5e-2
+    graphed = TorchSession(path, device="cuda", cuda_graph=True)
+    first = graphed.run(None, feeds)[0]
+    other = {k: v[::-1].copy() for k, v in feeds.items()}
+    second = graphed.run(None, other)[0]  # the same captured graph, new inputs copied in
+    np.testing.assert_allclose(first, fp32, atol=1e-5)
+    np.testing.assert_allclose(second, fp32[::-1], atol=1e-3)
