@@ -254,20 +254,27 @@ def main() -> int:
     print(f"device: {report['device']}, torch {report['torch']}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, Session() as session:
         folder = Path(tmp)
-        report["frame"] = bench_frame(session, args.repeat)
+
+        def part(name: str, fn: Any) -> Any:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - report and go on with the other parts
+                print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
+                return {"error": f"{type(exc).__name__}: {exc}"}
+
+        report["frame"] = part("frame", lambda: bench_frame(session, args.repeat))
         print("built-in swap, 1080p, one face: " + json.dumps(report["frame"]), flush=True)
         model, params, gflop = proxy_inswapper(folder / "inswapper_proxy.onnx")
         report["proxy"] = {"parameters_m": params / 1e6, "gflop_per_face": gflop}
         print(f"proxy swapper: {params / 1e6:.0f} M parameters, {gflop:.0f} GFLOP per face", flush=True)
-        report["model"] = bench_model(model, args.repeat)
-        for row in report["model"]:
+        report["model"] = part("model", lambda: bench_model(model, args.repeat))
+        for row in report["model"] if isinstance(report["model"], list) else []:
             print("  " + json.dumps(row), flush=True)
         _, hopper = demo_portraits()
         clip = folder / "clip_1080p.mp4"
         write_clip(zoom_pan_frames(hopper, args.frames, (1920, 1080), zoom=1.3, center=(256, 230)), clip, fps=25)
-        home = session.store.root
-        report["video"] = bench_video(clip, home, folder, model)
-        for row in report["video"]:
+        report["video"] = part("video", lambda: bench_video(clip, session.store.root, folder, model))
+        for row in report["video"] if isinstance(report["video"], list) else []:
             print("  " + json.dumps(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

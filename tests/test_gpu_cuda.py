@@ -96,3 +96,28 @@ def test_torch_session_on_cuda_matches_onnxruntime(tmp_path) -> None:  # noqa: A
     second = graphed.run(None, other)[0]  # the same captured graph, new inputs copied in
     np.testing.assert_allclose(first, fp32, atol=1e-5)
     np.testing.assert_allclose(second, fp32[::-1], atol=1e-3)
+
+
+@pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
+def test_a_model_that_cannot_be_captured_runs_without_graphs(tmp_path) -> None:  # noqa: ANN001
+    """onnx2torch's Reshape reads its shape tensor on the host, which a CUDA graph cannot hold:
+    the session warns once, runs eagerly and gives the eager result."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Relu", ["r"], ["y"])], "reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4])],
+        [numpy_helper.from_array(np.array([-1, 2, 4], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "reshape.onnx"
+    onnx.save(model, str(path))
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    sess = TorchSession(path, device="cuda", cuda_graph=True)
+    with pytest.warns(RuntimeWarning, match="CUDA graph"):
+        first = sess.run(None, {"x": x})[0]
+    np.testing.assert_allclose(first, np.maximum(x.reshape(-1, 2, 4), 0))
+    assert not sess.cuda_graph
+    np.testing.assert_allclose(sess.run(None, {"x": -x})[0], np.maximum(-x.reshape(-1, 2, 4), 0))

@@ -133,6 +133,40 @@ def test_reader_trim_indices_and_bounds() -> None:
         VideoReader(src, trim_start=10, trim_end=5)
 
 
+class _FailingDecoder:
+    """A container whose first packet fails to decode, as NVDEC does on a machine whose driver
+    lacks its video decode library ("Generic error in an external library")."""
+
+    def __init__(self, real: av.container.InputContainer) -> None:
+        self.streams = real.streams
+        self._real = real
+
+    def demux(self, *streams: object) -> object:
+        raise av.error.ExternalError(542398533, "Generic error in an external library")
+
+    def close(self) -> None:
+        self._real.close()
+
+
+def test_reader_falls_back_to_software_when_nvdec_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    src = media(NO_AUDIO)
+    with VideoReader(src, hwaccel=False) as reader:
+        want = [f.image for f in reader]
+
+    def hardware_open(self: VideoReader, hwaccel: bool) -> object:
+        self._hardware = True
+        return _FailingDecoder(av.open(str(self.path)))
+
+    monkeypatch.setattr(VideoReader, "_open", hardware_open)
+    with VideoReader(src) as reader:
+        got = [f.image for f in reader]
+    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+    # without the hardware flag the same failure is the file's fault, and says so
+    monkeypatch.setattr(VideoReader, "_open", lambda self, hw: _FailingDecoder(av.open(str(self.path))))
+    with pytest.raises(InputError, match="corrupt or truncated"), VideoReader(src) as reader:
+        list(reader)
+
+
 def test_rotation_metadata_is_kept(tmp_path: Path) -> None:
     src = media(NO_AUDIO)
     rotated = tmp_path / "rotated.mp4"

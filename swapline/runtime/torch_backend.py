@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,8 @@ class TorchSession:
             args.append(t)
         with torch.inference_mode():
             out = self._graph_run(args) if self.cuda_graph else self.module(*args)
+            if out is None:  # the graph could not be captured: this model runs eagerly
+                out = self.module(*args)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o.float() if o.is_floating_point() else o for o in outs]
 
@@ -152,7 +155,8 @@ class TorchSession:
         return [o.detach().cpu().numpy() for o in outs]
 
     def _graph_run(self, args: list[Any]) -> Any:
-        """CUDA graphs: capture once per input signature, then copy inputs in and replay."""
+        """CUDA graphs: capture once per input signature, then copy inputs in and replay.
+        Returns None (and turns graphs off) when the model cannot be captured."""
         import torch
 
         key = tuple((tuple(a.shape), str(a.dtype)) for a in args)
@@ -166,8 +170,17 @@ class TorchSession:
                     self.module(*static_in)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self.module(*static_in)
+            try:
+                with torch.cuda.graph(graph):
+                    static_out = self.module(*static_in)
+            except Exception as exc:  # noqa: BLE001 - torch.AcceleratorError and kin
+                # an op that reads a device value on the host (onnx2torch's Reshape checks its
+                # shape tensor) cannot be captured: run this model eagerly from now on
+                warnings.warn(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); running the model "
+                              "without CUDA graphs", RuntimeWarning, stacklevel=3)
+                self.cuda_graph = False
+                torch.cuda.synchronize()
+                return None
             entry = (graph, {"inputs": static_in}, static_out)
             self._graphs[key] = entry
         graph, static, static_out = entry

@@ -52,13 +52,36 @@ def _nvenc_usable() -> bool:
         return False
 
 
+def _h264_sample(frames: int = 4, size: int = 256) -> list[av.Packet]:
+    """A few packets of a tiny H.264 stream (libx264), to try a decoder on."""
+    ctx = av.codec.CodecContext.create("libx264", "w")
+    ctx.width = ctx.height = size
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = Fraction(1, 25)
+    ctx.framerate = Fraction(25, 1)
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    ctx.open()
+    packets: list[av.Packet] = []
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 40 * i, np.uint8), format="bgr24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        packets += ctx.encode(frame)
+    return packets + list(ctx.encode(None))
+
+
 def _nvdec_usable() -> bool:
+    """NVDEC decodes a real H.264 sample here. Making the CUDA device context is not enough: a
+    machine can have CUDA without the driver's video decode library, and then every packet
+    fails (seen on a GPU virtual machine)."""
     if not _cuda_listed():
         return False
     try:
         from av.codec.hwaccel import HWAccel
 
-        HWAccel("cuda", allow_software_fallback=False).create(av.codec.Codec("h264", "r"))
-        return True
+        ctx = av.codec.CodecContext.create("h264", "r",
+                                           hwaccel=HWAccel("cuda", allow_software_fallback=False))
+        decoded = [f for p in _h264_sample() for f in ctx.decode(p)] + list(ctx.decode(None))
+        return len(decoded) > 0
     except Exception:  # noqa: BLE001 - any failure means "not usable"
         return False

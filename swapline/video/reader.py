@@ -205,7 +205,7 @@ class VideoReader:
     ``trim_start``/``trim_end`` select input frames ``[trim_start, trim_end)`` (``trim_end=None``:
     to the end); output indices restart at 0. Up to ``queue_size`` decoded frames wait in a
     bounded queue. With ``hwaccel`` NVDEC is used when :func:`probe_hardware` finds it, else
-    software decoding (silently). Use as a context manager, or call :meth:`close`.
+    software decoding (silently; also when NVDEC fails on the file before its first frame). Use as a context manager, or call :meth:`close`.
 
     Raises (from ``__init__``): InputError for an unreadable video, ConfigError for a bad trim.
     Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>").
@@ -237,6 +237,8 @@ class VideoReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._hardware = False  # NVDEC in use (set by _open)
+        self._sent = 0  # frames handed to the queue
         self._container = self._open(hwaccel)
 
     # -- setup -------------------------------------------------------------------------------
@@ -245,7 +247,9 @@ class VideoReader:
             from av.codec.hwaccel import HWAccel
 
             with contextlib.suppress(Exception):  # fall back to software, silently
-                return av.open(str(self.path), "r", hwaccel=HWAccel("cuda", allow_software_fallback=True))
+                container = av.open(str(self.path), "r", hwaccel=HWAccel("cuda", allow_software_fallback=True))
+                self._hardware = True
+                return container
         return _open_input(self.path)
 
     @property
@@ -266,34 +270,27 @@ class VideoReader:
         return False
 
     def _decode(self) -> None:
-        container = self._container
         try:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            n = 0  # input frame index
+            try:
+                n = self._decode_from(self._container)
+            except Exception:
+                if not self._hardware or self._sent:
+                    raise
+                # NVDEC failed before a single frame: decode the file in software from the start
+                with contextlib.suppress(Exception):
+                    self._container.close()
+                self._container, self._hardware = _open_input(self.path), False
+                n = self._decode_from(self._container)
             stop_at = self.trim_end
-            for packet in container.demux(stream):
-                if self._stop.is_set():
-                    return
-                for vf in packet.decode():
-                    if stop_at is not None and n >= stop_at:
-                        break
-                    if n >= self.trim_start:
-                        image = frame_to_bgr(vf)
-                        frame = Frame(index=n - self.trim_start, pts=vf.pts, image=image)
-                        if not self._put(frame):
-                            return
-                    n += 1
-                if stop_at is not None and n >= stop_at:
-                    break
             expected = self.info.frame_count if stop_at is None else min(stop_at, self.info.frame_count)
             # A couple of frames may legitimately go missing (edit lists, decoder delay quirks);
             # more than that means the file ends early.
-            if self.info.frame_count_exact and n < expected - _SHORTFALL_TOLERANCE:
+            if n is not None and self.info.frame_count_exact and n < expected - _SHORTFALL_TOLERANCE:
                 raise InputError(
                     f"corrupt or truncated video {self.path}: it ends after {n} of {self.info.frame_count} frames"
                 )
-            self._put(_END)
+            if n is not None:
+                self._put(_END)
         except InputError as exc:
             self._put(exc)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer as an InputError
@@ -302,7 +299,30 @@ class VideoReader:
             self._put(err)
         finally:
             with contextlib.suppress(Exception):
-                container.close()
+                self._container.close()
+
+    def _decode_from(self, container: av.container.InputContainer) -> int | None:
+        """Decode ``container`` into the queue. Returns the input frames seen, or None when
+        asked to stop."""
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = 0  # input frame index
+        stop_at = self.trim_end
+        for packet in container.demux(stream):
+            if self._stop.is_set():
+                return None
+            for vf in packet.decode():
+                if stop_at is not None and n >= stop_at:
+                    break
+                if n >= self.trim_start:
+                    frame = Frame(index=n - self.trim_start, pts=vf.pts, image=frame_to_bgr(vf))
+                    if not self._put(frame):
+                        return None
+                    self._sent += 1
+                n += 1
+            if stop_at is not None and n >= stop_at:
+                break
+        return n
 
     # -- consumer side ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:
