@@ -155,12 +155,24 @@ def bench_frame(session: Session, repeat: int) -> dict[str, float]:
     face = session.analyse(hopper)[0]
     frame = portrait_frame(hopper, 1920, 1080, FACE_PX / face.width, face.center)
     faces = session.analyse(frame)[:1]
+    import torch
+
+    from swapline.gpu.frame import swap_faces_torch
+    from swapline.swap.mesh import face_maps
+
     cfg = SwapConfig(detail_match=False)
     device = Processors(device="cuda:0")
+    resident = torch.from_numpy(frame).to("cuda:0")
+    cache: dict = {}
     return {
         "face_px": float(faces[0].width),
         "cpu_ms": _median_ms(lambda: swap_faces(frame, faces, source, cfg, processors=NO_PROCESSORS), repeat),
         "device_ms": _median_ms(lambda: swap_faces(frame, faces, source, cfg, processors=device), repeat),
+        # the frame already on the device, nothing copied back: what a GPU-resident pipeline pays
+        "device_resident_ms": _median_ms(lambda: swap_faces_torch(resident, faces, source, cfg, cache), repeat),
+        # the geometry both paths compute on the CPU (pose, triangle ids, dense maps at canvas size)
+        "geometry_ms": _median_ms(lambda: face_maps(faces[0], source, shape_weight=cfg.face_shape_weight,
+                                                    resolution=cfg.swap_resolution), repeat),
     }
 
 
