@@ -134,35 +134,42 @@ def test_reader_trim_indices_and_bounds() -> None:
 
 
 class _FailingDecoder:
-    """A container whose first packet fails to decode, as NVDEC does on a machine whose driver
-    lacks its video decode library ("Generic error in an external library")."""
+    """A container that fails after ``after`` packets, as NVDEC did on a GPU machine whose own
+    small probe decoded fine ("Generic error in an external library")."""
 
-    def __init__(self, real: av.container.InputContainer) -> None:
+    def __init__(self, real: av.container.InputContainer, after: int = 0) -> None:
         self.streams = real.streams
         self._real = real
+        self._after = after
 
     def demux(self, *streams: object) -> object:
-        raise av.error.ExternalError(542398533, "Generic error in an external library")
+        for i, packet in enumerate(self._real.demux(*streams)):
+            if i >= self._after:
+                raise av.error.ExternalError(542398533, "Generic error in an external library")
+            yield packet
 
     def close(self) -> None:
         self._real.close()
 
 
-def test_reader_falls_back_to_software_when_nvdec_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("after", [0, 17])
+def test_reader_falls_back_to_software_when_nvdec_fails(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
     src = media(NO_AUDIO)
     with VideoReader(src, hwaccel=False) as reader:
-        want = [f.image for f in reader]
+        want = [(f.index, f.pts, f.image) for f in reader]
 
     def hardware_open(self: VideoReader, hwaccel: bool) -> object:
         self._hardware = True
-        return _FailingDecoder(av.open(str(self.path)))
+        return _FailingDecoder(av.open(str(self.path)), after)
 
     monkeypatch.setattr(VideoReader, "_open", hardware_open)
     with VideoReader(src) as reader:
-        got = [f.image for f in reader]
-    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
+        got = [(f.index, f.pts, f.image) for f in reader]
+    # every frame once, in order, as software decoding gives them
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    assert all(np.array_equal(g[2], w[2]) for g, w in zip(got, want))
     # without the hardware flag the same failure is the file's fault, and says so
-    monkeypatch.setattr(VideoReader, "_open", lambda self, hw: _FailingDecoder(av.open(str(self.path))))
+    monkeypatch.setattr(VideoReader, "_open", lambda self, hw: _FailingDecoder(av.open(str(self.path)), after))
     with pytest.raises(InputError, match="corrupt or truncated"), VideoReader(src) as reader:
         list(reader)
 

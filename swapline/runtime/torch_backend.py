@@ -168,14 +168,29 @@ class TorchSession:
             with torch.cuda.stream(stream):
                 for _ in range(2):  # warm up (allocations, cuDNN autotune) outside the capture
                     self.module(*static_in)
+                # an op that reads a device value on the host (onnx2torch's Reshape checks its
+                # shape tensor) cannot be captured; find it before trying, since a failed capture
+                # leaves the CUDA generators unusable
+                mode = torch.cuda.get_sync_debug_mode()
+                torch.cuda.set_sync_debug_mode("error")
+                try:
+                    self.module(*static_in)
+                    syncs = None
+                except RuntimeError as exc:
+                    syncs = str(exc).splitlines()[0]
+                finally:
+                    torch.cuda.set_sync_debug_mode(mode)
             torch.cuda.current_stream().wait_stream(stream)
+            if syncs is not None:
+                warnings.warn(f"this model cannot run as a CUDA graph ({syncs}); running it without",
+                              RuntimeWarning, stacklevel=3)
+                self.cuda_graph = False
+                return None
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph):
                     static_out = self.module(*static_in)
             except Exception as exc:  # noqa: BLE001 - torch.AcceleratorError and kin
-                # an op that reads a device value on the host (onnx2torch's Reshape checks its
-                # shape tensor) cannot be captured: run this model eagerly from now on
                 warnings.warn(f"CUDA graph capture failed ({str(exc).splitlines()[0]}); running the model "
                               "without CUDA graphs", RuntimeWarning, stacklevel=3)
                 self.cuda_graph = False

@@ -205,7 +205,7 @@ class VideoReader:
     ``trim_start``/``trim_end`` select input frames ``[trim_start, trim_end)`` (``trim_end=None``:
     to the end); output indices restart at 0. Up to ``queue_size`` decoded frames wait in a
     bounded queue. With ``hwaccel`` NVDEC is used when :func:`probe_hardware` finds it, else
-    software decoding (silently; also when NVDEC fails on the file before its first frame). Use as a context manager, or call :meth:`close`.
+    software decoding (silently; also when NVDEC fails on the file, from the frame it failed at). Use as a context manager, or call :meth:`close`.
 
     Raises (from ``__init__``): InputError for an unreadable video, ConfigError for a bad trim.
     Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>").
@@ -238,7 +238,7 @@ class VideoReader:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._hardware = False  # NVDEC in use (set by _open)
-        self._sent = 0  # frames handed to the queue
+        self._seen = 0  # input frames decoded (and handed on, when past trim_start)
         self._container = self._open(hwaccel)
 
     # -- setup -------------------------------------------------------------------------------
@@ -274,13 +274,14 @@ class VideoReader:
             try:
                 n = self._decode_from(self._container)
             except Exception:
-                if not self._hardware or self._sent:
+                if not self._hardware:
                     raise
-                # NVDEC failed before a single frame: decode the file in software from the start
+                # NVDEC failed (seen mid-file on a GPU machine whose 256 px probe decoded fine):
+                # decode the file in software, skipping the frames already handed on
                 with contextlib.suppress(Exception):
                     self._container.close()
                 self._container, self._hardware = _open_input(self.path), False
-                n = self._decode_from(self._container)
+                n = self._decode_from(self._container, skip=self._seen)
             stop_at = self.trim_end
             expected = self.info.frame_count if stop_at is None else min(stop_at, self.info.frame_count)
             # A couple of frames may legitimately go missing (edit lists, decoder delay quirks);
@@ -301,9 +302,9 @@ class VideoReader:
             with contextlib.suppress(Exception):
                 self._container.close()
 
-    def _decode_from(self, container: av.container.InputContainer) -> int | None:
-        """Decode ``container`` into the queue. Returns the input frames seen, or None when
-        asked to stop."""
+    def _decode_from(self, container: av.container.InputContainer, skip: int = 0) -> int | None:
+        """Decode ``container`` into the queue, leaving out its first ``skip`` input frames
+        (already handed on). Returns the input frames seen, or None when asked to stop."""
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         n = 0  # input frame index
@@ -314,12 +315,12 @@ class VideoReader:
             for vf in packet.decode():
                 if stop_at is not None and n >= stop_at:
                     break
-                if n >= self.trim_start:
+                if n >= max(self.trim_start, skip):
                     frame = Frame(index=n - self.trim_start, pts=vf.pts, image=frame_to_bgr(vf))
                     if not self._put(frame):
                         return None
-                    self._sent += 1
                 n += 1
+                self._seen = max(self._seen, n)
             if stop_at is not None and n >= stop_at:
                 break
         return n
