@@ -163,6 +163,31 @@ def test_fp16_conversion_keeps_float32_io_and_outputs_within_tolerance(tmp_path:
 
 
 @needs_fp16
+def test_fp16_conversion_of_unnamed_nodes_kept_in_float32(tmp_path: Path) -> None:
+    """Two unnamed Resize nodes (kept float32, so wrapped in Casts), the last one giving the graph
+    output: onnxconverter-common would name both Casts alike (the model would not load) and leave
+    the output float16; swapline names the nodes first and casts the output back."""
+    roi = numpy_helper.from_array(np.array([], np.float32), "roi")
+    up = numpy_helper.from_array(np.array([1.0, 1.0, 2.0, 2.0], np.float32), "up")
+    w = numpy_helper.from_array(np.full((3, 3, 1, 1), 0.5, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["x", "roi", "up"], ["a"], mode="nearest"),
+         helper.make_node("Conv", ["a", "w"], ["b"]),
+         helper.make_node("Resize", ["b", "roi", "up"], ["y"], mode="nearest")],
+        "two_resizes", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 32, 32])], [roi, up, w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src = tmp_path / "two_resizes.onnx"
+    onnx.save(model, str(src))
+    dst = convert_fp16(src, tmp_path / "two_resizes.fp16.onnx")
+    x = np.random.default_rng(2).random((2, 3, 8, 8)).astype(np.float32)
+    ref, got = _cpu(src).run(None, {"x": x})[0], _cpu(dst).run(None, {"x": x})[0]
+    assert got.dtype == np.float32 and np.abs(got - ref).max() <= FP16_ATOL * max(1.0, float(np.abs(ref).max()))
+    assert [n.name for n in onnx.load(str(src)).graph.node] == ["", "", ""]  # the source file is untouched
+
+
+@needs_fp16
 def test_fp16_copy_is_made_once_and_cached_beside_the_optimised_graph(tmp_path: Path) -> None:
     model = _conv_model(tmp_path)
     cache = tmp_path / "cache"
