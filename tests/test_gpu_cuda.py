@@ -121,3 +121,25 @@ def test_a_model_that_cannot_be_captured_runs_without_graphs(tmp_path) -> None: 
     np.testing.assert_allclose(first, np.maximum(x.reshape(-1, 2, 4), 0))
     assert not sess.cuda_graph
     np.testing.assert_allclose(sess.run(None, {"x": -x})[0], np.maximum(-x.reshape(-1, 2, 4), 0))
+
+
+def test_neural_swap_on_cuda_matches_the_cpu_path(two) -> None:  # noqa: ANN001
+    from swapline.config import SwapConfig
+    from swapline.pipeline.frame import Processors, frame_path
+    from swapline.swap.onnx_swapper import NeuralSwapper
+
+    from .test_gpu_neural import SPEC, TorchNegative
+
+    image, faces = two
+    emap = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32) / np.sqrt(512)
+    swapper = NeuralSwapper(TorchNegative(), SPEC, emap=emap)
+    source = swapper.source_input(np.random.default_rng(1).standard_normal(512).astype(np.float32))
+    cfg = SwapConfig(face_swapper_model="inswapper_128")
+    on_gpu = Processors(swapper=swapper, source_input=source, device="cuda:0")
+    assert frame_path(cfg, on_gpu) == "torch-neural"
+    ref, ref_changed = swap_faces(image, faces, None, cfg, processors=Processors(swapper=swapper, source_input=source))
+    out, changed = swap_faces(image, faces, None, cfg, processors=on_gpu)
+    assert np.array_equal(out[~changed], image[~changed])
+    assert np.count_nonzero(changed ^ ref_changed) <= 2e-3 * np.count_nonzero(ref_changed) + 16
+    diff = np.abs(out.astype(np.int16) - ref.astype(np.int16)).max(-1)[changed | ref_changed]
+    assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 3

@@ -42,11 +42,21 @@ class Processors:
 
 
 def frame_path(config: SwapConfig, processors: Processors) -> str:
-    """``"torch"`` when this frame's built-in swap can run on the device (a device is set, no
-    neural model or mask model is in use, and every option is one the device path has), else
-    ``"numpy"``."""
-    if processors.device is None or processors.swapper is not None or processors.enhancer is not None \
-            or processors.occluder is not None or processors.parser is not None:
+    """Where this frame's swap runs: ``"torch"`` (the built-in swap on the device: a device is
+    set, no neural or mask model is in use, every option is one the device path has),
+    ``"torch-neural"`` (a neural swapper run through the torch backend, with its crops, warps and
+    paste on the device; no enhancer, no mask models, no pixel boost), else ``"numpy"``."""
+    if processors.device is None:
+        return "numpy"
+    if processors.swapper is not None:
+        if processors.source_input is None:
+            return "numpy"
+        from ..gpu.neural import neural_unsupported
+
+        bad = neural_unsupported(config, processors.swapper, enhancer=processors.enhancer,
+                                 occluder=processors.occluder, parser=processors.parser)
+        return "numpy" if bad else "torch-neural"
+    if processors.enhancer is not None or processors.occluder is not None or processors.parser is not None:
         return "numpy"
     from ..gpu.frame import unsupported_options
 
@@ -83,9 +93,13 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
     """
-    if faces and frame_path(config, processors) == "torch":
+    path = frame_path(config, processors) if faces else "numpy"
+    if path == "torch":
         with timed(times, "swap"):
             return _swap_on_device(frame, faces, source, config, processors)
+    if path == "torch-neural":
+        with timed(times, "swap"):
+            return _swap_neural_on_device(frame, faces, config, processors)
     out = frame.copy()
     changed = np.zeros(frame.shape[:2], bool)
     if not faces:
@@ -116,6 +130,19 @@ def _swap_on_device(frame: np.ndarray, faces: Sequence[Face], source: SourceFace
 
     frame_t = torch.from_numpy(frame).to(processors.device or "cpu", non_blocking=True)
     out, changed = swap_faces_torch(frame_t, faces, source, config, texture_cache=processors.textures)
+    return out.cpu().numpy(), changed.cpu().numpy()
+
+
+def _swap_neural_on_device(frame: np.ndarray, faces: Sequence[Face], config: SwapConfig,
+                           processors: Processors) -> tuple[np.ndarray, np.ndarray]:
+    """A neural swap with the frame on the device (one upload, one download)."""
+    import torch
+
+    from ..gpu.neural import swap_faces_neural_torch
+
+    assert processors.swapper is not None and processors.source_input is not None
+    frame_t = torch.from_numpy(frame).to(processors.device or "cpu", non_blocking=True)
+    out, changed = swap_faces_neural_torch(frame_t, faces, processors.swapper, processors.source_input, config)
     return out.cpu().numpy(), changed.cpu().numpy()
 
 

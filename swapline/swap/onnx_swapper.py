@@ -280,20 +280,10 @@ class NeuralSwapper:
                    delta: np.ndarray | None = None) -> SwapPatch:
         """Inverse-warp ``crop`` (or, with ``delta``, frame + warped ``delta``) and ``mask`` into
         the frame box that the crop covers."""
-        H, W = frame.shape[:2]
-        size = crop.shape[0]
-        inv = cv2.invertAffineTransform(m)
-        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
-        pts = corners @ inv[:, :2].T + inv[:, 2]
-        x0 = max(int(np.floor(pts[:, 0].min())), 0)
-        y0 = max(int(np.floor(pts[:, 1].min())), 0)
-        x1 = min(int(np.ceil(pts[:, 0].max())) + 1, W)
-        y1 = min(int(np.ceil(pts[:, 1].max())) + 1, H)
-        if x1 <= x0 or y1 <= y0:
+        found = patch_box(m, crop.shape[0], frame.shape[:2])
+        if found is None:
             return SwapPatch(np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), (0, 0), crop, m)
-        # Patch pixel (u, v) is frame pixel (u + x0, v + y0): crop = m @ [u + x0, v + y0, 1].
-        shifted = m.astype(np.float64).copy()
-        shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+        (x0, y0, x1, y1), shifted = found
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         w, h = x1 - x0, y1 - y0
         if delta is None:
@@ -303,6 +293,27 @@ class NeuralSwapper:
             patch = np.clip(frame[y0:y1, x0:x1].astype(np.float32) + d + 0.5, 0, 255).astype(np.uint8)
         alpha = cv2.warpAffine(mask, shifted, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         return SwapPatch(patch, alpha.astype(np.float32), (x0, y0), crop, m)
+
+
+def patch_box(m: np.ndarray, size: int, frame_shape: tuple[int, int]
+              ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """Where a ``size`` px crop taken with ``m`` (``(2, 3)`` frame -> crop) lands in a frame of
+    ``frame_shape`` ``(H, W)``: ``((x0, y0, x1, y1), shifted)``, the box clipped to the frame and
+    ``shifted`` ``(2, 3) float64`` taking box pixels to crop pixels; None when the box is empty."""
+    H, W = frame_shape
+    inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    pts = corners @ inv[:, :2].T + inv[:, 2]
+    x0 = max(int(np.floor(pts[:, 0].min())), 0)
+    y0 = max(int(np.floor(pts[:, 1].min())), 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())) + 1, W)
+    y1 = min(int(np.ceil(pts[:, 1].max())) + 1, H)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    # box pixel (u, v) is frame pixel (u + x0, v + y0): crop = m @ [u + x0, v + y0, 1]
+    shifted = np.asarray(m, np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    return (x0, y0, x1, y1), shifted
 
 
 def paste_all(frame: np.ndarray, patches: Sequence[SwapPatch]) -> np.ndarray:
