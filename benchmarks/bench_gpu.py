@@ -226,26 +226,56 @@ def _tiny_arcface(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def bench_frame_neural(home: Path, folder: Path, model: Path, repeat: int) -> dict[str, float]:
+    """Per-frame ms of the neural proxy's swap at 1080p (one face, fp16): frame work on the
+    device against frame work on the CPU (model on the device in both)."""
+    from swapline.gpu import DevicePath
+
+    astronaut, hopper = demo_portraits()
+    cfg = SwapConfig(face_swapper_model="inswapper_128")
+    row: dict[str, float] = {}
+    for label, where in (("device_ms", DevicePath(ops="torch", models="torch", device="cuda:0")),
+                         ("cpu_ms", DevicePath(ops="numpy", models="torch", device="cuda:0"))):
+        with Session(cfg, RuntimeConfig(home=home, model_dir=folder, fp16=True),
+                     store=_proxy_store(home, folder, model), device_path=where) as session:
+            source = session.load_source(astronaut)
+            face = session.analyse(hopper)[0]
+            frame = portrait_frame(hopper, 1920, 1080, FACE_PX / face.width, face.center)
+            for _ in range(3):
+                session.swap(source, frame)
+            times = [session.swap(source, frame).times_ms for _ in range(repeat)]
+            row[label] = statistics.median(t.get("swap", 0.0) + t.get("blend", 0.0) for t in times)
+    return row
+
+
 def bench_video(clip: Path, home: Path, folder: Path, model: Path) -> list[dict[str, Any]]:
-    """Part 3: the streaming pipeline end to end on ``clip``."""
+    """Part 3: the streaming pipeline end to end on ``clip``: the built-in swapper (CPU path with
+    its default options), and the neural proxy (a) with its frame work on the device, (b) with
+    the model on the device but crops, warps and paste on the CPU (a round trip per frame)."""
     import torch
 
+    from swapline.gpu import DevicePath
+
     astronaut, _ = demo_portraits()
+    neural = SwapConfig(face_swapper_model="inswapper_128")
+    resident = DevicePath(ops="torch", models="torch", device="cuda:0")
+    round_trip = DevicePath(ops="numpy", models="torch", device="cuda:0")
     rows = []
-    for label, cfg, fp16 in (("builtin", SwapConfig(), False),
-                             ("neural proxy fp16", SwapConfig(face_swapper_model="inswapper_128"), True),
-                             ("neural proxy fp32", SwapConfig(face_swapper_model="inswapper_128"), False)):
+    for label, cfg, fp16, where in (("builtin (CPU path)", SwapConfig(), False, None),
+                                    ("neural proxy fp16, device frame work", neural, True, resident),
+                                    ("neural proxy fp16, CPU frame work", neural, True, round_trip),
+                                    ("neural proxy fp32, device frame work", neural, False, resident)):
         runtime = RuntimeConfig(home=home, model_dir=folder, fp16=fp16)
         torch.cuda.reset_peak_memory_stats()
-        with Session(cfg, runtime, store=_proxy_store(home, folder, model) if cfg.face_swapper_model != "builtin"
-                     else None) as session:
+        store = _proxy_store(home, folder, model) if cfg.face_swapper_model != "builtin" else None
+        with Session(cfg, runtime, store=store, device_path=where) as session:
             source = session.load_source(astronaut)
-            report = session.swap_video(source, clip, folder / f"out_{label.replace(' ', '_')}.mp4",
-                                        video=VideoConfig(), force=True)
+            report = session.swap_video(source, clip, folder / "out.mp4", video=VideoConfig(), force=True)
         busy = {m.name: round(m.busy_s / report.seconds, 2) for m in report.stages} if report.seconds else {}
-        rows.append({"pipeline": label, "frames": report.frames, "fps": report.fps, "busy_share": busy,
-                     "peak_device_mib": torch.cuda.max_memory_allocated() / 2**20,
-                     "peak_rss_mib": report.peak_rss_mb})
+        per_frame = {k: round(v / max(report.frames, 1), 2) for k, v in report.stage_ms.items()}
+        rows.append({"pipeline": label, "frames": report.frames, "fps": round(report.fps, 1), "busy_share": busy,
+                     "ms_per_frame": per_frame, "peak_device_mib": round(torch.cuda.max_memory_allocated() / 2**20),
+                     "peak_rss_mib": round(report.peak_rss_mb)})
     return rows
 
 
@@ -282,6 +312,9 @@ def main() -> int:
         report["model"] = part("model", lambda: bench_model(model, args.repeat))
         for row in report["model"] if isinstance(report["model"], list) else []:
             print("  " + json.dumps(row), flush=True)
+        report["frame_neural"] = part("frame_neural",
+                                      lambda: bench_frame_neural(session.store.root, folder, model, args.repeat))
+        print("neural proxy swap, 1080p, one face, fp16: " + json.dumps(report["frame_neural"]), flush=True)
         _, hopper = demo_portraits()
         clip = folder / "clip_1080p.mp4"
         write_clip(zoom_pan_frames(hopper, args.frames, (1920, 1080), zoom=1.3, center=(256, 230)), clip, fps=25)

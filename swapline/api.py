@@ -121,12 +121,12 @@ class Session:
         CUDA graphs) when the device path runs models through torch (a CUDA device, and an
         onnxruntime without a GPU provider)."""
         path = model_file(self.store, name)
-        device = self._device()
-        if device is not None and self._device_path.models == "torch":
+        where = self._path()
+        if where.models == "torch":
             from .runtime.torch_backend import TorchSession
 
-            return TorchSession(path, device=device, fp16=self.runtime.fp16,
-                                cuda_graph=device.startswith("cuda")), path
+            return TorchSession(path, device=where.device, fp16=self.runtime.fp16,
+                                cuda_graph=where.device.startswith("cuda")), path
         return self.factory.create(path, optimized_dir=self.store.root / "optimized"), path
 
     def _model(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
@@ -171,7 +171,13 @@ class Session:
 
     def _device(self) -> str | None:
         """The torch device for frame operations when a CUDA device and torch are there, else
-        None (the CPU path). Decided once per session; cheap and silent without a GPU."""
+        None (the CPU path)."""
+        where = self._path()
+        return where.device if where.on_device else None
+
+    def _path(self) -> DevicePath:
+        """Where frame work and neural models run. Decided once per session; cheap and silent
+        without a GPU."""
         if not hasattr(self, "_device_path"):
             from .gpu import detect_device_path
 
@@ -179,7 +185,7 @@ class Session:
                 self._device_path = DevicePath(ops="numpy", models="ort-cpu")   # don't even import torch
             else:
                 self._device_path = detect_device_path(list(self.factory.providers), self.runtime.execution_device_id)
-        return self._device_path.device if self._device_path.on_device else None
+        return self._device_path
 
     def _make_swapper(self, spec: SwapperSpec) -> NeuralSwapper:
         session, path = self._session(spec.name)
