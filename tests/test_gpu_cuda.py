@@ -98,29 +98,56 @@ def test_torch_session_on_cuda_matches_onnxruntime(tmp_path) -> None:  # noqa: A
     np.testing.assert_allclose(second, fp32[::-1], atol=1e-3)
 
 
-@pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
-def test_a_model_that_cannot_be_captured_runs_without_graphs(tmp_path) -> None:  # noqa: ANN001
-    """onnx2torch's Reshape reads its shape tensor on the host, which a CUDA graph cannot hold:
-    the session warns once, runs eagerly and gives the eager result."""
+def _reshape_model(path, shape_from_input: bool):  # noqa: ANN001, ANN202
+    """x [N, 8] -> relu(reshape(x, [-1, 2, 4])); the shape is a constant, or (uncapturable)
+    computed on the device from the input's own shape."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Relu", ["r"], ["y"])], "reshape",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4])],
-        [numpy_helper.from_array(np.array([-1, 2, 4], np.int64), "shape")])
+    nodes, inits = [], []
+    if shape_from_input:  # Shape(x) -> [N, 8]: an identity reshape whose shape lives on the device
+        nodes.append(helper.make_node("Shape", ["x"], ["shape"]))
+        out_shape = ["N", 8]
+    else:
+        inits.append(numpy_helper.from_array(np.array([-1, 2, 4], np.int64), "shape"))
+        out_shape = ["N", 2, 4]
+    nodes += [helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Relu", ["r"], ["y"])]
+    graph = helper.make_graph(nodes, "reshape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    path = tmp_path / "reshape.onnx"
     onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
+def test_constant_shapes_stay_on_the_host_so_the_model_is_captured(tmp_path) -> None:  # noqa: ANN001
+    import warnings
+
+    path = _reshape_model(tmp_path / "reshape.onnx", shape_from_input=False)
     x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
     sess = TorchSession(path, device="cuda", cuda_graph=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "cannot run as a CUDA graph"
+        for k in range(3):  # the first run checks, the second captures, the third replays
+            np.testing.assert_allclose(sess.run(None, {"x": x * (k + 1)})[0],
+                                       np.maximum((x * (k + 1)).reshape(-1, 2, 4), 0))
+    assert sess.cuda_graph and sess._graphs
+
+
+@pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
+def test_a_model_that_cannot_be_captured_runs_without_graphs(tmp_path) -> None:  # noqa: ANN001
+    """A shape computed on the device is read on the host by onnx2torch's Reshape, which a CUDA
+    graph cannot hold: the session warns once, runs eagerly and gives the eager result."""
+    path = _reshape_model(tmp_path / "reshape_dyn.onnx", shape_from_input=True)
+    x = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    sess = TorchSession(path, device="cuda", cuda_graph=True)
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], np.maximum(x, 0))  # the first, eager check
     with pytest.warns(RuntimeWarning, match="CUDA graph"):
-        first = sess.run(None, {"x": x})[0]
-    np.testing.assert_allclose(first, np.maximum(x.reshape(-1, 2, 4), 0))
+        second = sess.run(None, {"x": -x})[0]
+    np.testing.assert_allclose(second, np.maximum(-x, 0))
     assert not sess.cuda_graph
-    np.testing.assert_allclose(sess.run(None, {"x": -x})[0], np.maximum(-x.reshape(-1, 2, 4), 0))
+    np.testing.assert_allclose(sess.run(None, {"x": 2 * x})[0], np.maximum(2 * x, 0))
 
 
 def test_neural_swap_on_cuda_matches_the_cpu_path(two) -> None:  # noqa: ANN001

@@ -122,6 +122,14 @@ class TorchSession:
         self.module = module.to(self.device).to(self.dtype).eval() if fp16 else module.to(self.device).eval()
         self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
         self._graphs: dict[tuple[Any, ...], tuple[Any, dict[str, Any], list[Any]]] = {}
+        # Integer constants (shapes, axes, sizes) stay on the host: onnx2torch reads them in
+        # Python (Reshape checks its shape for zeros), which from device memory is a sync per op
+        # and makes the model impossible to capture as a CUDA graph. Put back on the device if
+        # an op needs them there (checked on the first run).
+        self._host_ints = _integer_buffers(self.module) if self.device.type == "cuda" else []
+        for owner, attr in self._host_ints:
+            owner._buffers[attr] = owner._buffers[attr].cpu()
+        self._checked = not self._host_ints
 
     def get_inputs(self) -> list[NodeArg]:
         return list(self._inputs)
@@ -141,9 +149,12 @@ class TorchSession:
                 t = t.to(self.dtype)
             args.append(t)
         with torch.inference_mode():
-            out = self._graph_run(args) if self.cuda_graph else self.module(*args)
-            if out is None:  # the graph could not be captured: this model runs eagerly
-                out = self.module(*args)
+            if not self._checked:
+                out = self._first_run(args)
+            else:
+                out = self._graph_run(args) if self.cuda_graph else self.module(*args)
+                if out is None:  # the graph could not be captured: this model runs eagerly
+                    out = self.module(*args)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o.float() if o.is_floating_point() else o for o in outs]
 
@@ -153,6 +164,21 @@ class TorchSession:
         if output_names is not None:
             outs = [outs[names.index(n)] for n in output_names]
         return [o.detach().cpu().numpy() for o in outs]
+
+    def _first_run(self, args: list[Any]) -> Any:
+        """The first (eager) run, which checks that the ops take their integer constants from
+        the host; if one wants them on the device, they go back there."""
+        try:
+            out = self.module(*args)
+        except RuntimeError as exc:
+            if "device" not in str(exc):
+                raise
+            for owner, attr in self._host_ints:
+                owner._buffers[attr] = owner._buffers[attr].to(self.device)
+            self._host_ints = []
+            out = self.module(*args)
+        self._checked = True
+        return out
 
     def _graph_run(self, args: list[Any]) -> Any:
         """CUDA graphs: capture once per input signature, then copy inputs in and replay.
@@ -205,6 +231,18 @@ class TorchSession:
         if isinstance(static_out, (tuple, list)):
             return [o.clone() for o in static_out]
         return static_out.clone()
+
+
+def _integer_buffers(module: Any) -> list[tuple[Any, str]]:
+    """``(owner module, buffer name)`` of every integer buffer of ``module``."""
+    import torch
+
+    found = []
+    for name, buf in module.named_buffers():
+        if buf is not None and buf.dtype in (torch.int64, torch.int32):
+            prefix, _, attr = name.rpartition(".")
+            found.append((module.get_submodule(prefix) if prefix else module, attr))
+    return found
 
 
 def _dims(value: Any) -> list[int | str | None]:
