@@ -136,6 +136,32 @@ def test_constant_shapes_stay_on_the_host_so_the_model_is_captured(tmp_path) -> 
 
 
 @pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
+def test_constant_resize_scales_stay_on_the_host_so_the_model_is_captured(tmp_path) -> None:  # noqa: ANN001
+    import warnings
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["x", "roi", "scales"], ["y"], mode="nearest")], "resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [numpy_helper.from_array(np.array([], np.float32), "roi"),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "resize.onnx"
+    onnx.save(model, str(path))
+    x = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4)
+    sess = TorchSession(path, device="cuda", cuda_graph=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=RuntimeWarning)
+        for k in range(3):
+            np.testing.assert_allclose(sess.run(None, {"x": x + k})[0], np.repeat(np.repeat(x + k, 2, 2), 2, 3))
+    assert sess.cuda_graph and sess._graphs
+
+
+@pytest.mark.skipif(not onnx2torch_available(), reason="onnx2torch is not installed")
 def test_a_model_that_cannot_be_captured_runs_without_graphs(tmp_path) -> None:  # noqa: ANN001
     """A shape computed on the device is read on the host by onnx2torch's Reshape, which a CUDA
     graph cannot hold: the session warns once, runs eagerly and gives the eager result."""

@@ -162,6 +162,37 @@ def test_fp16_conversion_keeps_float32_io_and_outputs_within_tolerance(tmp_path:
         convert_fp16(bad, tmp_path / "bad16.onnx")
 
 
+def test_host_constants_are_shapes_and_scales_not_weights(tmp_path: Path) -> None:
+    """The constants kept on the host for the torch backend on CUDA: integer shapes and the
+    scales Resize reads in Python, never a weight that takes part in the maths."""
+    if not (torch_available() and onnx2torch_available()):
+        pytest.skip("torch and onnx2torch not installed")
+    from swapline.runtime.torch_backend import _host_constants
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+         helper.make_node("Reshape", ["m", "shape"], ["r"], name="rs"),
+         helper.make_node("Resize", ["r", "roi", "scales"], ["y"], mode="nearest", name="up"),
+         helper.make_node("Mul", ["y", "gain"], ["z"], name="gain")],
+        "consts", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [numpy_helper.from_array(np.ones((16, 16), np.float32), "w"),
+         numpy_helper.from_array(np.array([-1, 1, 4, 4], np.int64), "shape"),
+         numpy_helper.from_array(np.array([], np.float32), "roi"),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+         numpy_helper.from_array(np.array([2.0], np.float32), "gain")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "consts.onnx"
+    onnx.save(model, str(path))
+    sess = TorchSession(path)
+    kept = {tuple(getattr(owner, attr).tolist()) for owner, attr in _host_constants(sess.module)}
+    assert kept == {(-1, 1, 4, 4), (), (1.0, 1.0, 2.0, 2.0)}  # shape, roi, scales; not w, not gain
+    x = np.random.default_rng(0).random((2, 16)).astype(np.float32)
+    want = np.repeat(np.repeat((x @ np.ones((16, 16), np.float32)).reshape(-1, 1, 4, 4), 2, 2), 2, 3) * 2
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, rtol=1e-5)
+
+
 @needs_fp16
 def test_fp16_conversion_of_unnamed_nodes_kept_in_float32(tmp_path: Path) -> None:
     """Two unnamed Resize nodes (kept float32, so wrapped in Casts), the last one giving the graph

@@ -122,11 +122,11 @@ class TorchSession:
         self.module = module.to(self.device).to(self.dtype).eval() if fp16 else module.to(self.device).eval()
         self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
         self._graphs: dict[tuple[Any, ...], tuple[Any, dict[str, Any], list[Any]]] = {}
-        # Integer constants (shapes, axes, sizes) stay on the host: onnx2torch reads them in
-        # Python (Reshape checks its shape for zeros), which from device memory is a sync per op
-        # and makes the model impossible to capture as a CUDA graph. Put back on the device if
-        # an op needs them there (checked on the first run).
-        self._host_ints = _integer_buffers(self.module) if self.device.type == "cuda" else []
+        # Shapes, axes, sizes and scales stay on the host: onnx2torch reads them in Python
+        # (Reshape checks its shape for zeros, Resize lists its scales), which from device memory
+        # is a sync per op and makes the model impossible to capture as a CUDA graph. They go
+        # back to the device if an op needs them there (checked on the first run).
+        self._host_ints = _host_constants(self.module) if self.device.type == "cuda" else []
         for owner, attr in self._host_ints:
             owner._buffers[attr] = owner._buffers[attr].cpu()
         self._checked = not self._host_ints
@@ -233,13 +233,37 @@ class TorchSession:
         return static_out.clone()
 
 
-def _integer_buffers(module: Any) -> list[tuple[Any, str]]:
-    """``(owner module, buffer name)`` of every integer buffer of ``module``."""
+# onnx2torch modules that read some of their inputs (shapes, sizes, scales, axes) in Python
+HOST_READERS = frozenset({
+    "OnnxReshape", "OnnxResize", "OnnxResizeV10", "OnnxSplit", "OnnxSplit13", "OnnxSlice", "OnnxSliceV9",
+    "OnnxExpand", "OnnxTile", "OnnxPadDynamic", "OnnxSqueezeDynamicAxes", "OnnxUnsqueezeDynamicAxes",
+    "OnnxConstantOfShape", "OnnxTopK", "OnnxRange",
+})
+SMALL = 16  # elements: a shape, a scale vector, axes
+
+
+def _host_constants(module: Any) -> list[tuple[Any, str]]:
+    """``(owner module, buffer name)`` of the constants better kept on the host: every integer
+    buffer (shapes, axes, indices), and small float buffers that only ops in
+    :data:`HOST_READERS` take, and never as their data input (e.g. Resize scales)."""
     import torch
 
+    graph = getattr(module, "graph", None)
+    users: dict[str, list[Any]] = {}
+    if graph is not None:
+        for node in graph.nodes:
+            if node.op == "get_attr":
+                users[str(node.target)] = [(u, node) for u in node.users]
     found = []
     for name, buf in module.named_buffers():
-        if buf is not None and buf.dtype in (torch.int64, torch.int32):
+        if buf is None:
+            continue
+        keep = buf.dtype in (torch.int64, torch.int32)
+        if not keep and buf.is_floating_point() and buf.numel() <= SMALL and users.get(name):
+            keep = all(u.op == "call_module" and u.args and u.args[0] is not node
+                       and type(module.get_submodule(u.target)).__name__ in HOST_READERS
+                       for u, node in users[name])
+        if keep:
             prefix, _, attr = name.rpartition(".")
             found.append((module.get_submodule(prefix) if prefix else module, attr))
     return found
