@@ -15,22 +15,11 @@ from swapline.blend.mask_models import (
     warp_mask,
 )
 from swapline.errors import ConfigError
-from swapline.face.types import Face
 from swapline.models.enhance_catalog import MASKERS, PARSER_CLASSES
 
 from .conftest import read
-
-OBAMA_KPS = [[439.7, 213.7], [555.2, 213.8], [496.0, 267.1], [440.2, 318.2], [546.7, 320.9]]
-TWO_KPS = [
-    [[289.7, 96.9], [361.5, 99.0], [331.3, 135.2], [289.5, 166.5], [350.9, 168.9]],
-    [[839.5, 132.9], [905.7, 132.2], [876.9, 176.9], [842.2, 203.0], [895.6, 204.9]],
-]
-
-
-def _face(kps: list[list[float]]) -> Face:
-    k = np.array(kps, np.float32)
-    return Face(box=np.r_[k.min(0) - 40, k.max(0) + 40].astype(np.float32), score=0.9, kps=k)
-
+from .faces import OBAMA_KPS, TWO_KPS
+from .faces import face_from_kps as _face
 
 def _session(nodes: list, inputs: list, outputs: list, inits: list) -> ort.InferenceSession:
     graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=inits)
