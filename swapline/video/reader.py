@@ -205,7 +205,8 @@ class VideoReader:
     ``trim_start``/``trim_end`` select input frames ``[trim_start, trim_end)`` (``trim_end=None``:
     to the end); output indices restart at 0. Up to ``queue_size`` decoded frames wait in a
     bounded queue. With ``hwaccel`` NVDEC is used when :func:`probe_hardware` finds it, else
-    software decoding (silently; also when NVDEC fails on the file, from the frame it failed at). Use as a context manager, or call :meth:`close`.
+    software decoding (silently; also when NVDEC fails on the file, from the frame it failed
+    at). Use as a context manager, or call :meth:`close`.
 
     Raises (from ``__init__``): InputError for an unreadable video, ConfigError for a bad trim.
     Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>").
