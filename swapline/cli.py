@@ -201,11 +201,15 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
                    help="frames per batch in the detection stage (default: %(default)s)")
     g.add_argument("--queue-size", type=int, default=d.queue_size, metavar="N",
                    help="frames each stage may hold waiting; bounds memory (default: %(default)s)")
+    g.add_argument("--swap-workers", type=int, default=d.swap_workers, metavar="N",
+                   help="frames a neural swapper works on at once; 0: a quarter of the cores, 1 to 4 "
+                        "(the built-in swapper smooths colour in frame order and uses one) "
+                        "(default: %(default)s)")
 
 
 def video_config_from_args(args: argparse.Namespace) -> VideoConfig:
     return VideoConfig(detect_interval=args.detect_interval, batch_size=args.batch_size,
-                       queue_size=args.queue_size, encoder=args.output_video_encoder,
+                       queue_size=args.queue_size, swap_workers=args.swap_workers, encoder=args.output_video_encoder,
                        quality=args.output_video_quality, preset=args.output_video_preset,
                        trim_start=args.trim_frame_start, trim_end=args.trim_frame_end)
 

@@ -117,12 +117,15 @@ class VideoConfig:
     ``detect_interval``: run the detector every this many frames and follow faces with the mesh
     in between (a lost face triggers a detection at once). ``batch_size``: frames per batch in
     the detect stage. ``queue_size``: frames each stage may hold waiting (memory bound).
+    ``swap_workers``: frames a neural swapper works on at once (0: a quarter of the usable cores,
+    1 to 4); the built-in swapper smooths colour from frame to frame, in order, with one.
     ``trim_end`` is exclusive (None = to the end).
     """
 
     detect_interval: int = 5
     batch_size: int = 4
     queue_size: int = 8
+    swap_workers: int = 0
     encoder: str = "auto"
     quality: int = 18
     preset: str = "veryfast"
@@ -136,6 +139,8 @@ class VideoConfig:
             raise ConfigError("batch_size must be between 1 and 256")
         if not 1 <= self.queue_size <= 1024:
             raise ConfigError("queue_size must be between 1 and 1024")
+        if not 0 <= self.swap_workers <= 64:
+            raise ConfigError("swap_workers must be between 0 (automatic) and 64")
         _choice("encoder", self.encoder, ENCODERS)
         _choice("preset", self.preset, PRESETS)
         if not 0 <= self.quality <= 51:

@@ -140,6 +140,38 @@ def test_neural_swapper_on_a_video_keeps_timing_and_audio(neural_home: Path, tin
     assert report.swapped >= 28
 
 
+def test_several_swap_workers_give_the_frames_one_gives(neural_home: Path, tiny: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """A neural swapper keeps no state between frames, so its stage may run several frames at
+    once; the output is the same video, frame for frame."""
+    import av
+
+    from swapline.pipeline.video import swap_workers
+
+    clip = media("vid_lp_d18_talking_480.mp4")
+    frames = {}
+    with _session(neural_home, tiny, inswapper_128="inswapper_negative", arcface_w600k_r50="arcface_w600k_r50") as s:
+        source = s.load_source(read("src_obama.jpg"))
+        cfg = SwapConfig(face_swapper_model="inswapper_128")
+        for workers in (1, 3):
+            out = tmp_path / f"w{workers}.mp4"
+            report = s.swap_video(source, clip, out, cfg, VideoConfig(trim_end=40, swap_workers=workers))
+            swap_stage = next(m for m in report.stages if m.name == "swap")
+            assert report.frames == 40 and swap_stage.items == 40
+            with av.open(str(out)) as c:
+                frames[workers] = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+        processors = s.processors(cfg, source)
+    assert len(frames[1]) == len(frames[3]) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(frames[1], frames[3]))
+    assert swap_workers(VideoConfig(swap_workers=3), processors) == 3
+    assert 1 <= swap_workers(VideoConfig(), processors) <= 4
+    from swapline.pipeline.frame import NO_PROCESSORS
+
+    assert swap_workers(VideoConfig(swap_workers=3), NO_PROCESSORS) == 1  # the built-in swapper: in order
+    with pytest.raises(ConfigError, match="swap_workers"):
+        VideoConfig(swap_workers=-1)
+
+
 def test_enhancer_runs_after_the_builtin_swap(neural_home: Path, tiny: dict[str, Path]) -> None:
     target = read("src_biden.jpg")
     with _session(neural_home, tiny, **{"gfpgan_1.4": "gfpgan_negative"}) as s:

@@ -1,8 +1,9 @@
 """Stages: worker threads joined by bounded queues, each working on batches, in frame order.
 
-A pipeline is a chain ``source → stage → stage → … → sink``. Every stage owns one thread and one
-bounded input queue, so memory is bounded by the queue sizes, not by the length of the video.
-Items keep their order (one worker per stage, FIFO queues). The first error in any stage, or a
+A pipeline is a chain ``source → stage → stage → … → sink``. Every stage owns one thread (or
+several, see :class:`Stage`) and one bounded input queue, so memory is bounded by the queue sizes,
+not by the length of the video. Items keep their order (FIFO queues; a stage with several workers
+hands its results on in the order its items came). The first error in any stage, or a
 call to :meth:`Pipeline.cancel`, stops every stage promptly; :meth:`Pipeline.run` then re-raises
 the error in the caller's thread.
 
@@ -46,16 +47,32 @@ class Stage:
 
     ``fn`` may return fewer or more items than it got (a stage may hold items back, e.g. to
     reorder, or flush at the end: ``flush`` is called once after the last batch).
+
+    ``workers`` > 1: that many threads call ``fn`` on one item each at the same time (``fn`` must
+    then keep no state that depends on the order of items); their results are handed on in the
+    order the items came, so the next stage sees the same sequence as with one worker. Such a
+    stage takes no batches and no ``flush``. Its ``busy_s`` adds up the workers' time.
     """
 
     def __init__(self, name: str, fn: Callable[[list[Any]], Sequence[Any]], *, batch_size: int = 1,
-                 queue_size: int = 4, flush: Callable[[], Sequence[Any]] | None = None):
+                 queue_size: int = 4, flush: Callable[[], Sequence[Any]] | None = None, workers: int = 1):
         self.name = name
         self.fn = fn
         self.flush = flush
         self.batch_size = max(1, batch_size)
+        self.workers = max(1, workers)
+        if self.workers > 1 and (self.batch_size > 1 or flush is not None):
+            raise ValueError(f"stage {name}: several workers take one item at a time and keep no tail to flush")
         self.input: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self.metrics = StageMetrics(name)
+        # several workers: items are numbered as they are taken, results handed on by number
+        self._take = threading.Lock()
+        self._taken = 0
+        self._ended = False
+        self._order = threading.Condition()
+        self._finished: dict[int, Sequence[Any]] = {}
+        self._next = 0
+        self._running = self.workers
 
 
 class Pipeline:
@@ -176,6 +193,45 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.cancel(exc)
 
+    def _work_parallel(self, index: int) -> None:
+        """One of a stage's several workers (see :class:`Stage`)."""
+        stage = self.stages[index]
+        out = self.stages[index + 1].input if index + 1 < len(self.stages) else self._out
+        m = stage.metrics
+        try:
+            while True:
+                with stage._take:  # an item and its number, together
+                    if stage._ended:
+                        break
+                    item = self._get(stage.input)
+                    number = stage._taken
+                    stage._taken += 1
+                    if item is _END:
+                        stage._ended = True
+                        break
+                    m.max_queue = max(m.max_queue, stage.input.qsize() + 1)
+                t0 = time.perf_counter()
+                results = stage.fn([item])
+                busy = time.perf_counter() - t0
+                with stage._order:
+                    m.busy_s += busy
+                    m.items += 1
+                    m.batches += 1
+                    stage._finished[number] = results
+                    while stage._next in stage._finished:  # hand on every result now in order
+                        for r in stage._finished.pop(stage._next):
+                            self._put(out, r)
+                        stage._next += 1
+            with stage._order:
+                stage._running -= 1
+                last = stage._running == 0
+            if last:  # every item taken was handed on by the worker that took it
+                self._put(out, _END)
+        except Cancelled:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.cancel(exc)
+
     def run(self) -> None:
         """Run to the end (or the first error / cancellation) and join every thread.
 
@@ -183,8 +239,12 @@ class Pipeline:
         and is re-raised once they have stopped.
         """
         threads = [threading.Thread(target=self._feed, name="swapline-decode", daemon=True)]
-        threads += [threading.Thread(target=self._work, args=(i,), name=f"swapline-{s.name}", daemon=True)
-                    for i, s in enumerate(self.stages)]
+        for i, s in enumerate(self.stages):
+            if s.workers == 1:
+                threads.append(threading.Thread(target=self._work, args=(i,), name=f"swapline-{s.name}", daemon=True))
+            else:
+                threads += [threading.Thread(target=self._work_parallel, args=(i,), name=f"swapline-{s.name}-{w}",
+                                             daemon=True) for w in range(s.workers)]
         for t in threads:
             t.start()
         try:

@@ -110,7 +110,20 @@ def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig,
     q = video.queue_size
     return [Stage("detect", detect, batch_size=video.batch_size, queue_size=q),
             Stage("follow", follow, queue_size=q),
-            Stage("swap", swap, queue_size=q)]
+            Stage("swap", swap, queue_size=q, workers=swap_workers(video, processors))]
+
+
+def swap_workers(video: VideoConfig, processors: Processors) -> int:
+    """Threads for the swap stage: one for the built-in swapper (its colour and detail smoothing
+    runs in frame order); for a neural swapper, which keeps no state between frames,
+    ``video.swap_workers`` or, when 0, a quarter of the usable cores (1 to 4)."""
+    if processors.swapper is None:
+        return 1
+    if video.swap_workers:
+        return video.swap_workers
+    from ..runtime.session import default_threads
+
+    return max(1, min(4, default_threads() // 4))
 
 
 def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, config: SwapConfig, *,

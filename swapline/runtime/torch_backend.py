@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import types
 import warnings
 from collections.abc import Mapping, Sequence
@@ -122,6 +123,7 @@ class TorchSession:
         self.module = module.to(self.device).to(self.dtype).eval() if fp16 else module.to(self.device).eval()
         self.cuda_graph = bool(cuda_graph) and self.device.type == "cuda"
         self._graphs: dict[tuple[Any, ...], tuple[Any, dict[str, Any], list[Any]]] = {}
+        self._lock = threading.Lock()  # several swap workers may share this session
         # Shapes, axes, sizes and scales stay on the host: onnx2torch reads them in Python
         # (Reshape checks its shape for zeros, Resize lists its scales), which from device memory
         # is a sync per op and makes the model impossible to capture as a CUDA graph. They go
@@ -149,12 +151,15 @@ class TorchSession:
                 t = t.to(self.dtype)
             args.append(t)
         with torch.inference_mode():
-            if not self._checked:
-                out = self._first_run(args)
-            else:
-                out = self._graph_run(args) if self.cuda_graph else self.module(*args)
-                if out is None:  # the graph could not be captured: this model runs eagerly
-                    out = self.module(*args)
+            out = None
+            if not self._checked or self.cuda_graph:
+                with self._lock:  # first run, capture and replay touch shared state: one at a time
+                    if not self._checked:
+                        out = self._first_run(args)
+                    elif self.cuda_graph:
+                        out = self._graph_run(args)
+            if out is None:  # eager (also when the graph could not be captured)
+                out = self.module(*args)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o.float() if o.is_floating_point() else o for o in outs]
 
