@@ -77,7 +77,6 @@ def main() -> None:
                                                              "brows", "nose", "mouth"])),
         ("feather (erode 3 %, blur 3.5 %)", masks.feather, (oval, 0.03 * width, 0.035 * width)),
         ("combine_min (3 masks)", masks.combine_min, ([oval, soft, oval],)),
-        ("occlusion_gate", masks.occlusion_gate, (face, soft, skin)),
         ("lab_transfer", color.lab_transfer, (face, target, skin)),
         ("histogram_match", color.histogram_match, (face, target, skin)),
         ("yuv_luma", color.yuv_luma, (face, target, skin)),

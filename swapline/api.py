@@ -237,7 +237,7 @@ class Session:
             faces = self._analyse(image, self.config)
             if not faces:
                 raise NoFaceError(f"no face found in the source image{_name(item)}")
-            prepared.append(prepare_source(image, order_faces(faces, "large-small")[0]))
+            prepared.append(prepare_source(image, order_faces(faces, "large-small")[0], validity=self.config.source_validity))
         return merge_sources(prepared)
 
     def swap(self, source: SourceFace, target: ImageLike, config: SwapConfig | None = None, *,

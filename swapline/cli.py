@@ -160,21 +160,33 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                    help="how far the mask edge moves in, fraction of the face width (default: %(default)s)")
     g.add_argument("--face-mask-padding", type=float, nargs="+", default=[0.0], metavar="F",
                    help="box mask padding: 1, 2 or 4 fractions (top right bottom left)")
-    g.add_argument("--occlusion-gate", action="store_true",
-                   help="leave out hair, a fringe and other non-skin at the edge of the source's face; "
-                        "looks better with a fringe, but the result reads less like the source to a "
-                        "face recognizer (+6 ms)")
+    g.add_argument("--keep-occluders", dest="keep_occluders", action="store_true",
+                   help="keep what is not skin in front of the target's face (hair, a fringe, glasses "
+                        "frames, hands) in front of the swap; looks more real, reads a little less "
+                        "like the source to a face recognizer (+3 ms)")
+    g.add_argument("--occlusion-gate", dest="keep_occluders", action="store_true",
+                   help="old name of --keep-occluders (the column-wise gate it named is gone)")
+    g.add_argument("--no-source-validity", dest="source_validity", action="store_false",
+                   help="use every texel of the source face (by default hair, background and grazing "
+                        "texels at the edge of the source's face are replaced from the mirrored side "
+                        "or left to the target)")
     g = p.add_argument_group("colour and blending")
     g.add_argument("--color-match", choices=COLOR_MATCHES, default=d.color_match,
                    help="lab: LAB mean/std transfer from cheek, nose and chin (default, ≈2 ms); "
                         "histogram: smoothed per-channel histogram matching (+4 ms); yuv-luma: the "
                         "target's lighting with the source's detail and colour (+5 ms); none "
                         "(costs: 2 CPU cores, 1080p, 400 px face)")
+    g.add_argument("--relight", type=float, default=d.relight, metavar="R",
+                   help="0..1: how much of the target's lighting (spherical harmonics fitted from the "
+                        "face mesh's normals) replaces the source's shading and colour cast; below 1 "
+                        "the rest is the LAB colour match (default: %(default)s)")
     g.add_argument("--no-detail-match", dest="detail_match", action="store_false",
                    help="keep the source's full sharpness (by default the face is softened to the "
                         "target's level of detail, so it does not look pasted on or shimmer in video)")
     g.add_argument("--blend", choices=BLEND_MODES, default=d.blend,
-                   help="alpha: feathered mask (default, ≈1 ms); poisson: gradient-domain blend solved "
+                   help="multiband: Laplacian-pyramid blend, low frequencies across a wide band and detail "
+                        "across a narrow one (default); alpha: feathered mask; poisson: "
+                        "gradient-domain blend solved "
                         "on the face region only (+6 ms; evens out lighting at the edge, can wash out "
                         "a bright forehead)")
 
@@ -230,7 +242,9 @@ def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
         face_mask_blur=args.face_mask_blur,
         face_mask_erode=args.face_mask_erode,
         face_mask_padding=_padding(args.face_mask_padding),
-        occlusion_gate=args.occlusion_gate,
+        keep_occluders=args.keep_occluders,
+        source_validity=args.source_validity,
+        relight=args.relight,
         color_match=args.color_match,
         detail_match=args.detail_match,
         face_swapper_model=args.face_swapper_model,
@@ -290,11 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the results (default: %(default)s)")
     add_runtime_options(p)
 
-    p = sub.add_parser("benchmark", help="time the image swap per stage, or the video pipelines",
+    p = sub.add_parser("benchmark", help="time the image swap per stage, the video pipelines, or judge realism",
                        description="--image (default): per-stage milliseconds (detect, mesh, embed, swap, "
                                    "blend) on a 720p and a 1080p frame made from the demo portraits (face "
                                    "≈400 px at 1080p). --video: the streaming pipeline against the "
-                                   "traditional one (frames to files, one at a time) on the same clip.")
+                                   "traditional one (frames to files, one at a time) on the same clip. "
+                                   "--quality: identity, lighting, edge and background figures of the "
+                                   "built-in swap's variants on hard cases from the shared test media, and "
+                                   "a contact sheet.")
     p.add_argument("--image", action="store_true", help="benchmark the image swap (the default)")
     p.add_argument("--video", nargs="?", const="demo", metavar="CLIP",
                    help="benchmark the video pipelines on CLIP (default: a 10 s 720p zoom-and-pan clip "
@@ -305,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "report how peak memory grows")
     p.add_argument("--repeat", type=int, default=20, metavar="N", help="timed runs per image case (default: %(default)s)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    g = p.add_argument_group("--quality")
+    g.add_argument("--quality", action="store_true",
+                   help="realism of the built-in swap per variant (before, +validity, +occluders, +relight, "
+                        "+multiband, after, poisson) over press photos, hard photos and video frames of "
+                        "../shared/media: identity cosines, lighting correlation, edge ratio, background PSNR")
+    g.add_argument("--quick", action="store_true", help="with --quality: four cases instead of all")
+    g.add_argument("--sheet", type=Path, default=Path("swapline-quality.png"), metavar="PNG",
+                   help="with --quality: contact sheet path (default: %(default)s)")
+    g.add_argument("--sheet-variants", nargs="+", default=["before", "after"], metavar="NAME",
+                   help="with --quality: variants shown on the contact sheet (default: before after)")
+    g.add_argument("--media", type=Path, metavar="DIR", help="with --quality: the test media folder "
+                   "(default: ../shared/media beside the repository)")
+    g.add_argument("--verbose", action="store_true", help="with --quality: also print every case's rows")
     add_video_options(p)
     add_runtime_options(p)
 
@@ -389,6 +419,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return run_demo(args.output_dir, runtime)
     if args.command == "benchmark":
+        if args.quality:
+            from .bench.quality import run_quality_benchmark
+
+            return run_quality_benchmark(runtime, quick=args.quick, sheet=args.sheet, json_path=args.json,
+                                         verbose=args.verbose, sheet_variants=args.sheet_variants,
+                                         media=args.media)
         if args.video:
             from .bench.video import run_video_benchmark
 

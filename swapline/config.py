@@ -18,7 +18,7 @@ FaceOrder = Literal[
     "top-bottom", "bottom-top", "best-worst", "worst-best",
 ]
 ColorMatch = Literal["lab", "histogram", "yuv-luma", "none"]
-BlendMode = Literal["alpha", "poisson"]
+BlendMode = Literal["alpha", "multiband", "poisson"]
 Expression = Literal["target", "source"]
 
 SELECTOR_MODES: tuple[str, ...] = ("reference", "one", "many")
@@ -29,7 +29,7 @@ FACE_ORDERS: tuple[str, ...] = (
 MASK_TYPES: tuple[str, ...] = ("box", "oval", "area", "occlusion", "region")
 MASK_AREAS: tuple[str, ...] = ("face", "upper-face", "lower-face", "eyes", "brows", "nose", "mouth")
 COLOR_MATCHES: tuple[str, ...] = ("lab", "histogram", "yuv-luma", "none")
-BLEND_MODES: tuple[str, ...] = ("alpha", "poisson")
+BLEND_MODES: tuple[str, ...] = ("alpha", "multiband", "poisson")
 EXPRESSIONS: tuple[str, ...] = ("target", "source")
 
 @dataclass(frozen=True)
@@ -57,11 +57,15 @@ class SwapConfig:
     face_mask_blur: float = 0.035
     face_mask_erode: float = 0.01
     face_mask_padding: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    occlusion_gate: bool = False
+    # realism: per-texel validity of the source texture (visibility, outline and hairline
+    # distance, the source's own skin model; mirrored completion), the target's occluders kept
+    source_validity: bool = True
+    keep_occluders: bool = False  # costs 0.05 of identity margin on the quality benchmark
     # colour and blend
     color_match: ColorMatch = "lab"
     detail_match: bool = True
-    blend: BlendMode = "alpha"
+    relight: float = 0.3  # chosen by measurement: lighting agreement up, identity kept
+    blend: BlendMode = "multiband"
     # neural models (names from the model catalogue; "builtin" is the weight-free mesh swapper)
     face_swapper_model: str = "builtin"
     face_swapper_weight: float = 1.0
@@ -90,6 +94,7 @@ class SwapConfig:
         _range("face_detector_score", self.face_detector_score, 0.0, 1.0)
         _range("face_mask_blur", self.face_mask_blur, 0.0, 0.5)
         _range("face_mask_erode", self.face_mask_erode, 0.0, 0.5)
+        _range("relight", self.relight, 0.0, 1.0)
         if len(self.face_mask_padding) != 4:
             raise ConfigError("face_mask_padding: give four fractions: top right bottom left")
         for p in self.face_mask_padding:

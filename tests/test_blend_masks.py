@@ -14,7 +14,6 @@ from swapline.blend.masks import (
     combine_min,
     feather,
     hull_mask,
-    occlusion_gate,
     polygon_mask,
 )
 from swapline.errors import ConfigError
@@ -150,69 +149,3 @@ def test_area_definitions(roll: float) -> None:
     assert np.array_equal(union, np.maximum(np.maximum(eyes, mouth), nose))
     with pytest.raises(ConfigError):
         area_mask(SHAPE, mesh, ["ears"])
-
-
-def _hair_face() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Skin-coloured oval with a dark fringe over its top and a dark eye in the middle."""
-    rng = np.random.default_rng(3)
-    h, w = SHAPE
-    face = np.empty((h, w, 3), np.float32)
-    face[:] = (120, 150, 200)  # BGR skin
-    face += rng.normal(0, 6, face.shape)  # texture / noise
-    yy, xx = np.mgrid[0:h, 0:w]
-    face[..., :] *= (0.85 + 0.3 * yy / h)[..., None]  # a lighting gradient
-    mask = np.zeros(SHAPE, np.float32)
-    cv2.ellipse(mask, (160, 200), (110, 150), 0, 0, 360, 1.0, -1)
-    hair = (yy < 95 + 0.15 * np.abs(xx - 160)) & (mask > 0.5)
-    face[hair] = (40, 45, 50) + rng.normal(0, 8, (int(hair.sum()), 3))
-    eye = (((xx - 115) / 22.0) ** 2 + ((yy - 160) / 9.0) ** 2) < 1
-    face[eye] = (50, 40, 40)
-    skin = np.zeros(SHAPE, bool)
-    skin[200:250, 90:130] = True
-    skin[200:250, 190:230] = True
-    return np.clip(face, 0, 255).astype(np.uint8), mask, skin, hair, eye
-
-
-def test_occlusion_gate_drops_fringe_keeps_face() -> None:
-    face, mask, skin, hair, eye = _hair_face()
-    gated = occlusion_gate(face, mask, skin)
-    assert gated.dtype == np.float32 and (gated <= mask + 1e-6).all()
-    hair_core = cv2.erode(hair.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-    assert gated[hair_core].max() < 0.1, "fringe is still pasted"
-    assert gated[eye].min() > 0.99, "the eye in the middle of the face was dropped"
-    skin_core = (mask > 0.5) & ~cv2.dilate(hair.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)
-    skin_core &= cv2.erode((mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    assert (gated[skin_core] > 0.99).mean() > 0.995, "skin speckled by the gate"
-    # strength 0 disables it; without a fringe it changes (almost) nothing.
-    assert np.array_equal(occlusion_gate(face, mask, skin, strength=0.0), mask)
-    clean = face.copy()
-    clean[hair] = face[skin].mean(axis=0).astype(np.uint8)
-    assert np.abs(occlusion_gate(clean, mask, skin) - mask).max() < 0.05
-
-
-def test_occlusion_gate_zone_limits_it() -> None:
-    face, mask, skin, hair, _ = _hair_face()
-    zone = np.zeros(SHAPE, bool)
-    zone[:, 160:] = True  # act on the image's right half only
-    gated = occlusion_gate(face, mask, skin, zone=zone)
-    assert np.array_equal(gated[:, :140], mask[:, :140])  # beyond the gate's soft edge
-    hair_core = cv2.erode(hair.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-    assert gated[hair_core & (np.arange(SHAPE[1]) > 175)[None, :]].max() < 0.1
-
-
-def test_occlusion_gate_top_zone_takes_skin_coloured_strands_with_the_fringe() -> None:
-    """Skin-coloured gaps inside a fringe go with it when the forehead is a top zone."""
-    face, mask, skin, hair, eye = _hair_face()
-    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
-    strands = hair & ((xx // 12) % 3 == 0) & (yy > 60)  # every third 12-px column: skin colour
-    face[strands] = face[skin].mean(axis=0).astype(np.uint8)
-    top = yy < 120
-    plain = occlusion_gate(face, mask, skin)
-    hung = occlusion_gate(face, mask, skin, top_zone=top)
-    core = cv2.erode(strands.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    assert plain[core].mean() > 0.3, "without a top zone the strands stay (they look like skin)"
-    assert hung[core].max() < 0.1, "with a top zone everything above the fringe's edge goes"
-    assert hung[eye].min() > 0.99
-    below = (mask > 0.5) & (yy > 150) & ~cv2.dilate(eye.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
-    below &= cv2.erode((mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    assert (hung[below] > 0.99).mean() > 0.99

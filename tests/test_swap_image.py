@@ -105,7 +105,9 @@ def test_target_is_not_modified(session, sources) -> None:  # noqa: ANN001
     {"color_match": "none"},
     {"face_mask_types": ("box", "oval")},
     {"face_mask_types": ("area",), "face_mask_areas": ("face",)},
-    {"occlusion_gate": True},
+    {"blend": "multiband"},
+    {"relight": 0.0},
+    {"source_validity": False, "keep_occluders": False, "relight": 0.0},
     {"expression": "source"},
     {"face_shape_weight": 0.0},
 ])

@@ -52,7 +52,9 @@ VARIANTS: dict[str, SwapConfig] = {
     "poisson": SwapConfig(blend="poisson"),
     "histogram": SwapConfig(color_match="histogram"),
     "yuv-luma": SwapConfig(color_match="yuv-luma"),
-    "gate": SwapConfig(occlusion_gate=True),
+    "multiband": SwapConfig(blend="multiband"),
+    "no-relight": SwapConfig(relight=0.0),
+    "before-8": SwapConfig(source_validity=False, keep_occluders=False, relight=0.0),
     "no-detail": SwapConfig(detail_match=False),
 }
 

@@ -16,33 +16,21 @@ from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
-from .masks import area_mask, box_mask, combine_min, feather, occlusion_gate, polygon_mask
+from ..swap.validity import CENTRE, EDGE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
+from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
+from .multiband import multiband_blend
 from .poisson import poisson_blend
+from .relight import fit_face_lighting, shading_map
 
-_SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
 _OVAL = topo.as_array(topo.FACE_OVAL)
+_NOSE_BASE = 2
 YUV_DETAIL_SIGMA = 0.05  # fraction of the face width: coarser luminance comes from the target
 
 
 def skin_stats_mask(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
     """``(H, W) bool``: cheek, nose-bridge and chin patches of ``mesh`` ``(468, 2+)``, where
     colour statistics are taken (skin only: no eyes, brows, lips or hair)."""
-    canvas = np.zeros(shape, np.uint8)
-    hulls = [cv2.convexHull(np.round(mesh[idx, :2] * 16).astype(np.int32)) for idx in _SKIN_PATCHES]
-    cv2.fillPoly(canvas, hulls, 1, cv2.LINE_8, 4)
-    return canvas.view(bool)
-
-
-_BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
-
-
-def forehead_zone(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
-    """``(H, W) bool``: the image above the line through the brows' upper edge of ``mesh``
-    (following head roll), where a fringe would hang."""
-    pts = mesh[_BROW_TOPS, :2].astype(np.float64)
-    (a, b) = np.polyfit(pts[:, 0], pts[:, 1], 1)
-    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
-    return ys < a * xs + b - 0.02 * float(np.ptp(mesh[_OVAL, 0]))
+    return skin_patches(shape, mesh)
 
 
 def feather_scaled(mask: np.ndarray, erode_px: float, blur_px: float, max_side: int = 256) -> np.ndarray:
@@ -102,31 +90,46 @@ def face_mask(swap: MeshSwap, config: SwapConfig, extra: Sequence[np.ndarray] = 
     return combine_min([base, *mesh_area_masks(shape, mesh, config, oval=False), *extra])
 
 
-def _gate(face: np.ndarray, mask: np.ndarray, skin: np.ndarray, mesh: np.ndarray, max_side: int = 256) -> np.ndarray:
-    """:func:`occlusion_gate` with the forehead as its top zone, decided on a copy at most
-    ``max_side`` px large (the cut is soft, so its position needs no more) and applied to the
-    full-size mask."""
-    h, w = mask.shape
-    s = min(1.0, max_side / max(h, w))
-    if s == 1.0:
-        return occlusion_gate(face, mask, skin, top_zone=forehead_zone(mask.shape, mesh))
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    small_mask = cv2.resize(mask, size, interpolation=cv2.INTER_AREA)
-    gated = occlusion_gate(cv2.resize(face, size, interpolation=cv2.INTER_AREA), small_mask,
-                           cv2.resize(skin.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).view(bool),
-                           top_zone=forehead_zone((size[1], size[0]), mesh * s))
-    keep = np.where(small_mask > 1e-3, gated / np.maximum(small_mask, 1e-3), 1.0).astype(np.float32)
-    return mask * np.clip(cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+def needs_geometry(config: SwapConfig) -> bool:
+    """Whether the blend needs the target's normals and feature areas from the swapper."""
+    return config.relight > 0 or config.keep_occluders
+
+
+def _target_lighting(swap: MeshSwap, steady_light: Callable[[np.ndarray], np.ndarray] | None
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The target's SH lighting fitted on the canvas, and the canvas copy of the target it was
+    fitted on: ``((9, 3) float32, (ch, cw, 3) uint8)``, or None without enough skin."""
+    geo = swap.geometry
+    if geo.normals is None or geo.parts is None:
+        return None
+    ch, cw = geo.parts.shape
+    small = cv2.resize(swap.target, (cw, ch), interpolation=cv2.INTER_AREA)
+    mesh_c = swap.mesh[:, :2] * np.array([cw / swap.target.shape[1], ch / swap.target.shape[0]], np.float32)
+    # the central skin, not the forehead: a fringe there would pass for shading
+    usable = (geo.parts == CENTRE) & ~forehead_zone((ch, cw), mesh_c)
+    lighting = fit_face_lighting(small, geo.normals, usable)
+    if lighting is None:
+        return None
+    if steady_light is not None:
+        lighting = steady_light(lighting)
+    return lighting, small
 
 
 def blend_face(swap: MeshSwap, config: SwapConfig,
                steady: Callable[[np.ndarray], np.ndarray] | None = None,
                steady_detail: Callable[[np.ndarray], np.ndarray] | None = None,
-               extra_masks: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
+               extra_masks: Sequence[np.ndarray] = (),
+               steady_light: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blend the swapped face into its region.
 
-    ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face, so
-    the colour transfer does not flicker from frame to frame.
+    The chain: the face mask (narrowed by the source texels' validity and, with
+    ``keep_occluders``, by what stands in front of the target's face) → the target's lighting
+    (``relight``: the source's shading ratio times the target's SH shading) and/or the LAB colour
+    match → detail match → alpha, multi-band or Poisson blend.
+
+    ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face,
+    ``steady_detail`` the detail blur, ``steady_light`` the SH lighting ``(9, 3)``, so nothing
+    flickers from frame to frame.
 
     Returns:
         ``(region (h, w, 3) uint8, where (h, w) bool)``: the finished region and where it may
@@ -135,6 +138,21 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     mask = face_mask(swap, config, extra_masks)
     out = swap.target  # the swap's own buffer: blended in place, no copy
     where = swap.changed
+    h, w = mask.shape
+    width = float(np.ptp(swap.mesh[_OVAL, 0]))
+    lit = _target_lighting(swap, steady_light) if needs_geometry(config) else None
+    if lit is not None and config.keep_occluders:
+        geo = swap.geometry
+        ch, cw = geo.face_canvas.shape
+        mesh_c = swap.mesh[:, :2] * np.array([cw / w, ch / h], np.float32)
+        # where occluders come from: hair over the forehead and temples, glasses frames at the
+        # eyes and nose bridge, anything over the edge bands; not the lower centre, where smile
+        # creases and the shade under the nose would pass for them
+        upper = np.arange(ch, dtype=np.float32)[:, None] < mesh_c[_NOSE_BASE, 1]
+        testable = (geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead_zone((ch, cw), mesh_c)))
+        keep = occluder_keep(lit[1], shading_map(geo.normals, lit[0]), skin_patches((ch, cw), mesh_c), testable,
+                             width * cw / w)
+        mask = mask * cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR)
     x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
     if bw == 0 or bh == 0:
         return out, where
@@ -142,9 +160,42 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     sub = (slice(y0, y1), slice(x0, x1))
     target, m = swap.target[sub], mask[sub]
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
-    skin = skin_stats_mask(m.shape, mesh)
-    if config.occlusion_gate:  # decided on the source's own colours
-        m = _gate(swap.sample("bgr", sub), m, skin, mesh)
+    relight = config.relight if lit is not None else 0.0
+    face: np.ndarray | None = None
+    if relight > 0:
+        ratio = swap.sample_ratio(sub)
+        shade = cv2.resize(shading_map(swap.geometry.normals, lit[0]), (w, h), interpolation=cv2.INTER_LINEAR)[sub]
+        relit = cv2.multiply(ratio[..., :3], shade, scale=1.0 / RATIO_SCALE, dtype=cv2.CV_32F)
+        validity = ratio[..., 3]
+        m = m * cv2.multiply(validity, 1.0 / RATIO_SCALE, dtype=cv2.CV_32F)
+        if relight >= 1.0:
+            face = cv2.convertScaleAbs(cv2.max(relit, 0.0))
+    if face is None:
+        face = _colour_matched(swap, sub, target, mesh, config, steady)
+        if relight > 0:
+            face = cv2.convertScaleAbs(cv2.max(cv2.addWeighted(relit, relight, face.astype(np.float32), 1.0 - relight, 0.0), 0.0))
+        else:
+            validity = swap.sample("bgr", sub, alpha=True)[..., 3]
+            m = m * cv2.multiply(validity, 1.0 / 255.0, dtype=cv2.CV_32F)
+    if config.detail_match:  # after the colour match, which can raise contrast
+        sigma = detail_sigma(face, target, m > 0.5)
+        if steady_detail is not None:
+            sigma = float(steady_detail(np.array([sigma]))[0])
+        face = soften(face, sigma)
+    if config.blend == "poisson":
+        out[sub] = poisson_blend(face, target, m)
+    elif config.blend == "multiband":
+        out[sub] = multiband_blend(face, target, m, width)
+    else:
+        out[sub] = cv2.blendLinear(face, target, m, 1.0 - m)
+    return out, where
+
+
+def _colour_matched(swap: MeshSwap, sub: tuple[slice, slice], target: np.ndarray, mesh: np.ndarray,
+                    config: SwapConfig, steady: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+    """The source texture over ``sub`` with the ``color_match`` the config asks for:
+    ``(h, w, 3) uint8``."""
+    skin = skin_stats_mask(target.shape[:2], mesh)
     face: np.ndarray | None = None
     if config.color_match == "lab":  # straight from the source's LAB texture: no conversion here
         lab_f = swap.sample("lab", sub)
@@ -156,15 +207,6 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     if config.color_match == "yuv-luma":
         # the target's lighting (luminance below ~5 % of the face width), the source's detail
         face = yuv_luma(face, target, skin, detail_sigma=YUV_DETAIL_SIGMA * float(np.ptp(mesh[_OVAL, 0])))
-    elif config.color_match != "lab":
+    elif config.color_match not in ("lab", "none"):
         face = match_color(config.color_match, face, target, skin)
-    if config.detail_match:  # after the colour match, which can raise contrast
-        sigma = detail_sigma(face, target, m > 0.5)
-        if steady_detail is not None:
-            sigma = float(steady_detail(np.array([sigma]))[0])
-        face = soften(face, sigma)
-    if config.blend == "poisson":
-        out[sub] = poisson_blend(face, target, m)
-    else:
-        out[sub] = cv2.blendLinear(face, target, m, 1.0 - m)
-    return out, where
+    return face

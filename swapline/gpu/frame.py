@@ -11,7 +11,8 @@ runs on the device.
 
 Supported options: ``color_match`` ``"lab"`` or ``"none"``, ``blend="alpha"``,
 ``face_mask_types`` ``oval`` / ``box`` / ``area`` (box and area masks are drawn on the CPU and
-uploaded). Not supported: ``color_match`` ``"histogram"`` / ``"yuv-luma"``, ``occlusion_gate``,
+uploaded). Not supported: ``color_match`` ``"histogram"`` / ``"yuv-luma"``, ``keep_occluders``,
+``source_validity``, ``relight``,
 ``detail_match``, ``blend="poisson"``, mask models (occluder / parser), the video colour
 smoother: :func:`swap_faces_torch` raises :class:`~swapline.errors.ConfigError` naming the option
 (no silent CPU fallback; :func:`unsupported_options` lets a caller pick the CPU path instead).
@@ -41,8 +42,12 @@ def unsupported_options(config: SwapConfig) -> list[str]:
     bad = []
     if config.color_match not in ("lab", "none"):
         bad.append(f"color_match={config.color_match!r}")
-    if config.occlusion_gate:
-        bad.append("occlusion_gate")
+    if config.keep_occluders:
+        bad.append("keep_occluders")
+    if config.source_validity:
+        bad.append("source_validity")
+    if config.relight > 0:
+        bad.append(f"relight={config.relight:g}")
     if config.detail_match:
         bad.append("detail_match")
     if config.blend != "alpha":

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blend.chain import blend_face, mesh_area_masks
+from ..blend.chain import blend_face, mesh_area_masks, needs_geometry
 from ..blend.mask_models import OcclusionMasker, RegionMasker, region_affine, warp_mask
 from ..blend.paste import paste_back, paste_where
 from ..config import SwapConfig
@@ -22,6 +22,8 @@ from ..swap.mesh import SourceFace, swap_mesh
 from ..swap.onnx_swapper import NeuralSwapper
 
 Steady = Callable[[np.ndarray], np.ndarray]
+# per face: smoothers over time of its colour statistics, detail blur and lighting (or None)
+Steadiers = tuple[Steady | None, Steady | None, Steady | None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,15 +81,15 @@ def _model_masks(frame: np.ndarray, faces: Sequence[Face], config: SwapConfig,
 
 def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
                times: StageTimes | None = None,
-               steady: Callable[[Face], tuple[Steady | None, Steady | None]] | None = None,
+               steady: Callable[[Face], Steadiers] | None = None,
                processors: Processors = NO_PROCESSORS) -> tuple[np.ndarray, np.ndarray]:
     """Swap ``source`` into each of ``faces`` of ``frame``, then enhance them if asked.
 
     Args:
         frame: ``(H, W, 3) uint8`` BGR; not modified.
         faces: target faces with meshes, already selected.
-        steady: gives, per face, smoothers of its colour statistics and of its detail blur over
-            time (video), or None.
+        steady: gives, per face, smoothers of its colour statistics, detail blur and lighting
+            over time (video), or None.
         processors: the neural swapper / enhancer / mask models in use.
     Returns:
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
@@ -149,16 +151,16 @@ def _swap_neural_on_device(frame: np.ndarray, faces: Sequence[Face], config: Swa
 def _swap_builtin(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], source: SourceFace,
                   config: SwapConfig, model_masks: list[list[tuple[np.ndarray, np.ndarray]]],
                   times: StageTimes | None,
-                  steady: Callable[[Face], tuple[Steady | None, Steady | None]] | None) -> None:
+                  steady: Callable[[Face], Steadiers] | None) -> None:
     for face, masks in zip(faces, model_masks):
         t0 = time.perf_counter()
         swap = swap_mesh(out, face, source, shape_weight=config.face_shape_weight,
                          keep_target_expression=config.expression == "target",
-                         resolution=config.swap_resolution)
+                         resolution=config.swap_resolution, normals=needs_geometry(config))
         t1 = time.perf_counter()
-        colour, detail = steady(face) if steady is not None else (None, None)
+        colour, detail, light = steady(face) if steady is not None else (None, None, None)
         extra = [warp_mask(m, mat, swap.face_region.shape, region_affine(swap.origin)) for m, mat in masks]
-        region, where = blend_face(swap, config, colour, detail, extra_masks=extra)
+        region, where = blend_face(swap, config, colour, detail, extra_masks=extra, steady_light=light)
         paste_where(out, region, where, swap.origin)
         _mark(changed, where, swap.origin)
         t2 = time.perf_counter()

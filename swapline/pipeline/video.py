@@ -25,7 +25,7 @@ from ..face.types import Face
 from ..runtime.timing import timed
 from ..swap.mesh import SourceFace
 from .follow import FaceFollower, FrameWork
-from .frame import NO_PROCESSORS, Processors, Steady, swap_faces
+from .frame import NO_PROCESSORS, Processors, Steadiers, swap_faces
 from .image import check_output_path
 from .stages import Pipeline, Stage, StageMetrics
 
@@ -92,14 +92,16 @@ def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig,
     def follow(batch: list[FrameWork]) -> list[FrameWork]:
         return [follower.process(work) for work in batch]
 
-    # the swap stage's own state: colour statistics and detail blur per track
+    # the swap stage's own state: colour statistics, detail blur and lighting per track
     colour: dict[int, EmaStats] = {}
     detail: dict[int, EmaStats] = {}
+    light: dict[int, EmaStats] = {}
 
-    def steady(face: Face) -> tuple[Steady | None, Steady | None]:
+    def steady(face: Face) -> Steadiers:
         if still or face.track_id is None:
-            return None, None
-        return colour.setdefault(face.track_id, EmaStats()), detail.setdefault(face.track_id, EmaStats())
+            return None, None, None
+        tid = face.track_id
+        return colour.setdefault(tid, EmaStats()), detail.setdefault(tid, EmaStats()), light.setdefault(tid, EmaStats())
 
     def swap(batch: list[FrameWork]) -> list[FrameWork]:
         for work in batch:

@@ -20,6 +20,8 @@ from ..blend.color import lab_with_error
 from ..face import mesh_topology as topo
 from ..face.mesh_triangles import TRIANGLES
 from ..face.types import Face
+from .validity import TRIANGLE_PARTS, PreparedTexture, prepare_texture
+from ..face.normals import FACE_TRIANGLES, vertex_normals
 from .mesh_warp import (
     dense_maps,
     expand_loop,
@@ -32,13 +34,14 @@ from .mesh_warp import (
 RING_FACTOR = 1.25  # the surrounding ring reaches 25 % beyond the face outline
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _STABLE = topo.as_array(topo.STABLE_UPPER_FACE)
-_FACE_TRIS = np.concatenate([TRIANGLES, topo.EYE_FILL]).astype(np.int32)
+_FACE_TRIS = FACE_TRIANGLES  # the face's triangles and the eye fill, consistently oriented
 _N = topo.N_POINTS
 # Extended vertex list: 468 mesh points, then the 36 outer-ring points.
 _RING = ring_strip(len(_OVAL))
 _RING_TRIS = np.where(_RING < len(_OVAL), _OVAL[_RING % len(_OVAL)], _N + _RING - len(_OVAL)).astype(np.int32)
 _ALL_TRIS = np.concatenate([_RING_TRIS, topo.MOUTH_FILL, _FACE_TRIS]).astype(np.int32)
 _N_BACK = len(_RING_TRIS) + len(topo.MOUTH_FILL)  # drawn first, never the source's texture
+_PARTS = np.concatenate([np.zeros(_N_BACK, np.uint8), TRIANGLE_PARTS])  # per triangle of _ALL_TRIS
 
 
 def _expression_points() -> np.ndarray:
@@ -62,11 +65,12 @@ class Texture:
     """One level of a source's texture pyramid in the forms the swap samples from.
 
     Four channels each, because OpenCV's bilinear ``remap`` has a vector path for four channels
-    (about 2.5x faster than for three); the fourth is padding.
+    (about 2.5x faster than for three); the fourth carries the texel's validity (0..255, see
+    :mod:`swapline.swap.validity`) in ``bgr`` and ``lab``.
 
     Attributes:
-        bgr: ``(h, w, 4) uint8`` B, G, R, 0.
-        lab: ``(h, w, 4) uint8`` OpenCV's 8-bit L, a, b of ``bgr``, 0.
+        bgr: ``(h, w, 4) uint8`` B, G, R, validity.
+        lab: ``(h, w, 4) uint8`` OpenCV's 8-bit L, a, b of ``bgr``, validity.
         lab_error: ``(h, w, 4) uint8`` 128 + ``bgr`` - BGR(``lab``) (saturated), 128: what the
             8-bit LAB round trip loses, so a colour transfer made in LAB adds it back and the
             texture's own colours come through unchanged when the transfer is the identity.
@@ -77,11 +81,13 @@ class Texture:
     lab_error: np.ndarray
 
 
-def make_texture(image: np.ndarray) -> Texture:
-    """The sampling forms of ``image`` ``(h, w, 3) uint8`` BGR (see :class:`Texture`)."""
+def make_texture(image: np.ndarray, validity: np.ndarray | None = None) -> Texture:
+    """The sampling forms of ``image`` ``(h, w, 3) uint8`` BGR (see :class:`Texture`);
+    ``validity`` ``(h, w) uint8`` 0..255 goes in the fourth channel (default 255)."""
     lab, error = lab_with_error(image)
-    pad = cv2.COLOR_BGR2BGRA
-    return Texture(bgr=cv2.cvtColor(image, pad), lab=cv2.cvtColor(lab, pad), lab_error=cv2.cvtColor(error, pad))
+    alpha = np.full(image.shape[:2], 255, np.uint8) if validity is None else validity
+    return Texture(bgr=cv2.merge([image, alpha]), lab=cv2.merge([lab, alpha]),
+                   lab_error=cv2.cvtColor(error, cv2.COLOR_BGR2BGRA))
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,22 +99,41 @@ class SourceFace:
         mesh: ``(468, 3) float32`` the face's mesh in level-0 pixels.
         width: face width (outline extent) in level-0 pixels.
         embedding: ``(128,) float32`` unit identity embedding (mean of several sources allowed).
-        textures: ``levels`` in the forms the swap samples (made from ``levels``).
+        validity: judge each texel (hair, background, grazing angles) and fill the invalid ones
+            from the mirrored side (:mod:`swapline.swap.validity`); False trusts every texel.
+        prepared: level 0 after that: filled texture, validity, shading ratio, SH lighting.
+        textures: the filled ``levels`` in the forms the swap samples, validity in channel 4.
+        ratios: ``(h, w, 4) uint16`` per level: the texture divided by the source's shading and
+            the validity, ×4096 (:data:`swapline.swap.validity.RATIO_SCALE`).
     """
 
     levels: tuple[np.ndarray, ...]
     mesh: np.ndarray
     width: float
     embedding: np.ndarray | None
+    validity: bool = True
+    prepared: PreparedTexture = field(init=False, repr=False)
     textures: tuple[Texture, ...] = field(init=False, repr=False)
+    ratios: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "textures", tuple(make_texture(level) for level in self.levels))
+        prep = prepare_texture(self.levels[0], self.mesh, use_validity=self.validity)
+        filled = _pyramid(prep.filled, len(self.levels))
+        alpha = _pyramid(np.clip(prep.validity * 255.0 + 0.5, 0, 255).astype(np.uint8), len(self.levels))
+        object.__setattr__(self, "prepared", prep)
+        object.__setattr__(self, "textures", tuple(make_texture(f, a) for f, a in zip(filled, alpha)))
+        object.__setattr__(self, "ratios", _pyramid(prep.ratio, len(self.levels)))
+
+    @property
+    def lighting(self) -> np.ndarray | None:
+        """``(9, 3) float32`` the source's SH lighting (None when it could not be fitted)."""
+        return self.prepared.lighting
 
 
-def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None = None) -> SourceFace:
+def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None = None, *,
+                   validity: bool = True) -> SourceFace:
     """Cut the source face (with room for the outer ring) out of ``image`` and build its
-    texture pyramid. ``face`` must carry a mesh."""
+    texture pyramid. ``face`` must carry a mesh. ``validity``: see :class:`SourceFace`."""
     if face.mesh is None:
         raise ValueError("prepare_source needs a face with a mesh")
     oval = face.mesh[_OVAL, :2]
@@ -125,7 +150,7 @@ def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None =
     mesh[:, 1] -= y0
     width = float(np.ptp(oval[:, 0]))
     return SourceFace(levels=_pyramid(crop), mesh=mesh, width=width,
-                      embedding=embedding if embedding is not None else face.embedding)
+                      embedding=embedding if embedding is not None else face.embedding, validity=validity)
 
 
 def pose_mesh(source: np.ndarray, target: np.ndarray, weight: float, keep_target_expression: bool = True) -> np.ndarray:
@@ -169,6 +194,10 @@ class MeshSwap:
         source_maps: ``(sx, sy)`` each ``(h, w) float32``: where each region pixel reads the
             source texture (meaningful on the face surface).
         texture: the source pyramid level the maps read.
+        ratio: ``(sh, sw, 4) uint16`` that level's shading ratio and validity (see
+            :attr:`SourceFace.ratios`).
+        geometry: the canvas-size maps this swap was made from (normals and feature areas
+            included when asked for).
     """
 
     origin: tuple[int, int]
@@ -179,17 +208,28 @@ class MeshSwap:
     canvas_face: np.ndarray
     source_maps: tuple[np.ndarray, np.ndarray]
     texture: Texture
+    ratio: np.ndarray
+    geometry: "FaceMaps"
 
-    def sample(self, form: str = "bgr", box: tuple[slice, slice] | None = None) -> np.ndarray:
+    def sample(self, form: str = "bgr", box: tuple[slice, slice] | None = None, *, alpha: bool = False) -> np.ndarray:
         """The source texture on the new mesh: ``form`` is ``"bgr"``, ``"lab"`` or
         ``"lab_error"`` (see :class:`Texture`), over ``box`` of the region (default: all of it).
-        Returns ``(h, w, 3) uint8``, meaningful where ``face_region`` is 1."""
+        Returns ``(h, w, 3) uint8`` (``(h, w, 4)`` with the validity when ``alpha``), meaningful
+        where ``face_region`` is 1."""
         sx, sy = self.source_maps
         if box is not None:
             sx, sy = sx[box], sy[box]
         image = getattr(self.texture, form)
-        return cv2.cvtColor(cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
-                            cv2.COLOR_BGRA2BGR)
+        out = cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out if alpha else cv2.cvtColor(out, cv2.COLOR_BGRA2BGR)
+
+    def sample_ratio(self, box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """The source's shading ratio on the new mesh over ``box``: ``(h, w, 4) uint16``
+        (B, G, R ratio and validity, ×4096)."""
+        sx, sy = self.source_maps
+        if box is not None:
+            sx, sy = sx[box], sy[box]
+        return cv2.remap(self.ratio, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _region(points: np.ndarray, pad: int = 2) -> tuple[int, int, int, int]:
@@ -221,6 +261,11 @@ class FaceMaps:
         face_canvas: ``(ch, cw) float32`` 1 on the face surface.
         changed_canvas: ``(ch, cw) uint8`` 1 where any triangle is drawn.
         mesh: ``(468, 3) float32`` the new mesh in region pixels.
+        normals: ``(3, ch, cw) float32`` the target mesh's normals (not unit length between
+            vertices) on the face, 0 elsewhere; None unless asked for.
+        parts: ``(ch, cw) uint8`` what each canvas pixel is: 0 off the face surface, then
+            :data:`swapline.swap.validity.FEATURE` (eyes, brows, nose, lips), ``EDGE`` (two
+            rings along the outline) or ``CENTRE``; None unless normals were asked for.
     """
 
     origin: tuple[int, int]
@@ -230,13 +275,16 @@ class FaceMaps:
     face_canvas: np.ndarray
     changed_canvas: np.ndarray
     mesh: np.ndarray
+    normals: np.ndarray | None = None
+    parts: np.ndarray | None = None
 
 
 def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
-              keep_target_expression: bool = True, resolution: int = 256) -> FaceMaps:
+              keep_target_expression: bool = True, resolution: int = 256, normals: bool = False) -> FaceMaps:
     """Pose the source's shape on ``target`` and compute the dense warp maps on a canvas of at
     most ``resolution`` px: one rasterisation of triangle ids (far to near), one closed-form
-    solve of all triangle affines, one lookup per pixel."""
+    solve of all triangle affines, one lookup per pixel. ``normals`` also interpolates the
+    target mesh's normals over the canvas (for relighting and the occluder test)."""
     if target.mesh is None:
         raise ValueError("swap_mesh needs a target face with a mesh")
     tmesh = target.mesh.astype(np.float64)
@@ -262,17 +310,24 @@ def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
     cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
     per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
     ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
-    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
+    points = [src_t, src_s]
+    if normals:  # the target's vertex normals (and a pad), 0 on the outer ring
+        nrm = np.zeros((len(dst), 4))
+        nrm[:_N, :3] = vertex_normals(tmesh)
+        points.append(nrm)
+    affines = triangle_affines(dst[tris], np.concatenate(points, 1)[tris])
     maps = dense_maps(ids, affines, (cw / rw, ch / rh))
+    parts = np.concatenate([[0], _PARTS[order]])[ids] if normals else None
     mesh = new.copy()
     mesh[:, :2] -= off
-    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps,
+    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps[:4],
                     face_canvas=(ids > _N_BACK).astype(np.float32), changed_canvas=(ids > 0).astype(np.uint8),
-                    mesh=mesh.astype(np.float32))
+                    mesh=mesh.astype(np.float32), normals=maps[4:7] if normals else None,
+                    parts=parts)
 
 
 def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weight: float = 0.75,
-              keep_target_expression: bool = True, resolution: int = 256) -> MeshSwap:
+              keep_target_expression: bool = True, resolution: int = 256, normals: bool = False) -> MeshSwap:
     """Map ``source`` onto the face ``target`` of ``frame``.
 
     Args:
@@ -283,9 +338,11 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
         keep_target_expression: keep the target's mouth and eye opening.
         resolution: side of the canvas the maps are computed in (they are resized to the
             region's full resolution for the remap).
+        normals: also the target's normals and feature areas on the canvas (see
+            :func:`face_maps`).
     """
     fm = face_maps(target, source, shape_weight=shape_weight, keep_target_expression=keep_target_expression,
-                   resolution=resolution)
+                   resolution=resolution, normals=normals)
     (x0, y0), (rw, rh) = fm.origin, fm.size
     if fm.maps.shape[1:] != (rh, rw):
         tx, ty, sx, sy = (cv2.resize(m, fm.size, interpolation=cv2.INTER_LINEAR) for m in fm.maps)
@@ -302,7 +359,8 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
     warped_t = cv2.cvtColor(cv2.remap(cv2.cvtColor(region, cv2.COLOR_BGR2BGRA), tx, ty, cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE), cv2.COLOR_BGRA2BGR)
     return MeshSwap(origin=(x0, y0), target=warped_t, face_region=face_region, changed=changed, mesh=fm.mesh,
-                    canvas_face=fm.face_canvas, source_maps=(sx, sy), texture=source.textures[fm.level])
+                    canvas_face=fm.face_canvas, source_maps=(sx, sy), texture=source.textures[fm.level],
+                    ratio=source.ratios[fm.level], geometry=fm)
 
 
 def _texture_level(source: SourceFace, target_width: float) -> int:
@@ -345,12 +403,14 @@ def merge_sources(sources: list[SourceFace]) -> SourceFace:
     if embs:
         m = np.mean(embs, axis=0)
         emb = (m / (np.linalg.norm(m) + 1e-12)).astype(np.float32)
-    return SourceFace(levels=_pyramid(texture), mesh=mean_mesh.astype(np.float32), width=base.width, embedding=emb)
+    return SourceFace(levels=_pyramid(texture), mesh=mean_mesh.astype(np.float32), width=base.width, embedding=emb,
+                      validity=base.validity)
 
 
-def _pyramid(image: np.ndarray, smallest: int = 64) -> tuple[np.ndarray, ...]:
-    """``image`` and its halvings (``cv2.pyrDown``) while the short side exceeds ``smallest``."""
+def _pyramid(image: np.ndarray, count: int | None = None, smallest: int = 64) -> tuple[np.ndarray, ...]:
+    """``image`` and its halvings (``cv2.pyrDown``): ``count`` levels in all, or while the short
+    side exceeds ``smallest``."""
     levels = [image]
-    while min(levels[-1].shape[:2]) > smallest:
+    while (len(levels) < count) if count is not None else (min(levels[-1].shape[:2]) > smallest):
         levels.append(cv2.pyrDown(levels[-1]))
     return tuple(levels)

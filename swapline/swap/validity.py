@@ -1,0 +1,274 @@
+"""Which texels of a face can be trusted, and what the skin there would look like.
+
+For the source (once per source face): a weight 0..1 per texel of its texture from
+
+- visibility: the mesh normal against the view direction (grazing and back-facing → 0);
+- distance to the face outline, wider at the hairline (background and hair sit there);
+- the source's own skin model (robust colour statistics of its cheeks, nose and chin, on the
+  texture divided by its fitted shading so that shadows are not mistaken for hair) applied to
+  the forehead, temple and jaw bands, where hair, background and hands intrude (eyes, brows,
+  nose and lips are never tested).
+
+Invalid texels are filled from the mirrored texel (:data:`swapline.face.mesh_mirror.MIRROR`)
+where that one is valid; what stays invalid is left to the target by the blend.
+
+For a target (every frame): the same skin model flags what is *in front* of its face — hair, a
+fringe, glasses frames, hands — so the blend keeps it (:func:`occluder_keep`).
+
+Skin distance: chroma (log B/G, log R/G) by its robust spread, and luminance only when darker
+than skin (highlights are skin too), in units of the robust standard deviation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..blend.relight import fit_lighting, shading
+from ..face import mesh_topology as topo
+from ..face.mesh_mirror import MIRROR
+from ..face.normals import FACE_TRIANGLES, vertex_normals
+from .mesh_warp import dense_maps, rasterize_ids, triangle_affines
+
+RATIO_SCALE = 4096.0  # uint16 fixed point of the albedo ratio (1.0 → 4096; up to 16)
+_OVAL = topo.as_array(topo.FACE_OVAL)
+_BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
+_SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
+RATIO_RANGE = (0.02, 3.0)  # a texel's colour over its predicted skin colour, clipped to this
+SKIN_SOFT, SKIN_HARD = 3.0, 6.0
+DARK_WEIGHT = 0.5  # skin distance where a texel starts / stops being skin
+
+
+def _feature_vertices() -> np.ndarray:
+    pts: set[int] = set()
+    for loop in (topo.LEFT_EYE, topo.RIGHT_EYE, topo.LIPS_OUTER, topo.LIPS_INNER, topo.LEFT_BROW,
+                 topo.RIGHT_BROW, topo.NOSE):
+        pts.update(loop)
+    return np.array(sorted(pts), np.int64)
+
+
+def _ring_distance(seeds: np.ndarray) -> np.ndarray:
+    """``(468,) int``: edges from each vertex to the nearest of ``seeds`` over the mesh."""
+    nbrs: list[set[int]] = [set() for _ in range(topo.N_POINTS)]
+    for a, b, c in FACE_TRIANGLES:
+        for u, v in ((a, b), (b, c), (c, a)):
+            nbrs[int(u)].add(int(v))
+            nbrs[int(v)].add(int(u))
+    dist = np.full(topo.N_POINTS, 10**6, np.int64)
+    todo = deque(int(s) for s in seeds)
+    dist[seeds] = 0
+    while todo:
+        u = todo.popleft()
+        for v in nbrs[u]:
+            if dist[v] > dist[u] + 1:
+                dist[v] = dist[u] + 1
+                todo.append(v)
+    return dist
+
+
+_FEATURE_V = np.zeros(topo.N_POINTS, bool)
+_FEATURE_V[_feature_vertices()] = True
+#: (T,) bool per face triangle: touches an eye, brow, the nose or the lips (never skin-tested).
+FEATURE_TRIANGLES: np.ndarray = _FEATURE_V[FACE_TRIANGLES].any(1)
+#: (T,) bool: within two rings of the outline (temples, jaw, cheek edge).
+EDGE_TRIANGLES: np.ndarray = (_ring_distance(_OVAL)[FACE_TRIANGLES] <= 2).any(1)
+# Parts of the face surface, per triangle (what the skin tests and lighting fits look at).
+FEATURE, EDGE, CENTRE = 1, 2, 3
+#: (T,) uint8 part of each face triangle: FEATURE, else EDGE, else CENTRE.
+TRIANGLE_PARTS: np.ndarray = np.where(FEATURE_TRIANGLES, FEATURE, np.where(EDGE_TRIANGLES, EDGE, CENTRE)).astype(np.uint8)
+
+
+def draw_order(mesh: np.ndarray) -> np.ndarray:
+    """``(T,) int`` order of :data:`FACE_TRIANGLES` far to near (smaller z is nearer)."""
+    return np.argsort(-np.asarray(mesh, np.float64)[:, 2][FACE_TRIANGLES].mean(1), kind="stable")
+
+
+def skin_statistics(ratio: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+    """Robust skin statistics of a shading-divided image.
+
+    Args:
+        ratio: ``(H, W, 3) float32`` colour divided by the fitted skin shading (≈1 on skin).
+        where: ``(H, W) bool`` skin patches to learn from.
+    Returns:
+        ``(2, 3) float32``: medians and robust spreads of (log B/G, log R/G, log luminance), or
+        None with fewer than 16 pixels.
+    """
+    feats = _skin_features(ratio[where])
+    if len(feats) < 16:
+        return None
+    med = np.median(feats, 0)
+    mad = np.median(np.abs(feats - med), 0) * 1.4826
+    return np.stack([med, np.maximum(mad, [0.03, 0.03, 0.06])]).astype(np.float32)
+
+
+def _skin_features(pixels: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` BGR ratios → ``(..., 3)`` log B/G, log R/G, log mean."""
+    p = np.log(np.maximum(np.asarray(pixels, np.float32), 1e-3))
+    lum = np.log(np.maximum(np.asarray(pixels, np.float32).mean(-1), 1e-3))
+    return np.stack([p[..., 0] - p[..., 1], p[..., 2] - p[..., 1], lum], -1)
+
+
+def skin_distance(ratio: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """``(H, W) float32``: how far each pixel of ``ratio`` ``(H, W, 3)`` is from skin, in robust
+    standard deviations (chroma both ways, luminance only darker than skin, at half weight)."""
+    z = (_skin_features(ratio) - stats[0]) / stats[1]
+    chroma = np.sqrt(z[..., 0] ** 2 + z[..., 1] ** 2)
+    # half weight on darkness: creases and the shade under the nose are darker than the smooth
+    # lighting predicts, hair is several times darker still
+    return np.maximum(chroma, -DARK_WEIGHT * z[..., 2]).astype(np.float32)
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((np.asarray(x, np.float32) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def skin_patches(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: cheek, nose-bridge and chin patches of ``mesh`` ``(468, 2+)``."""
+    canvas = np.zeros(shape, np.uint8)
+    hulls = [cv2.convexHull(np.round(mesh[idx, :2] * 16).astype(np.int32)) for idx in _SKIN_PATCHES]
+    cv2.fillPoly(canvas, hulls, 1, cv2.LINE_8, 4)
+    return canvas.view(bool)
+
+
+def forehead_zone(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: above the line through the brows' upper edge of ``mesh`` (following
+    head roll), where hair would be."""
+    pts = mesh[_BROW_TOPS, :2].astype(np.float64)
+    a, b = np.polyfit(pts[:, 0], pts[:, 1], 1)
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    return ys < a * xs + b - 0.02 * float(np.ptp(mesh[_OVAL, 0]))
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedTexture:
+    """A source texture made ready for the swap (see :func:`prepare_texture`).
+
+    Attributes:
+        filled: ``(h, w, 3) uint8`` BGR, invalid texels replaced from their mirror (in the
+            source's own lighting).
+        validity: ``(h, w) float32`` 0..1 after the mirror fill: how much of each texel the
+            swap may use.
+        ratio: ``(h, w, 4) uint16``: the filled texture divided by the source's fitted shading
+            (B, G, R, ×:data:`RATIO_SCALE`; ≈1 on skin) and the validity (×:data:`RATIO_SCALE`).
+        lighting: ``(9, 3) float32`` the source's SH lighting (None if it could not be fitted).
+        raw_validity: ``(h, w) float32`` the weight before the mirror fill.
+    """
+
+    filled: np.ndarray
+    validity: np.ndarray
+    ratio: np.ndarray
+    lighting: np.ndarray | None
+    raw_validity: np.ndarray
+
+
+def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool = True,
+                    exclude: np.ndarray | None = None) -> PreparedTexture:
+    """Validity, mirror fill and shading ratio of a source face.
+
+    Args:
+        image: ``(h, w, 3) uint8`` BGR crop holding the face.
+        mesh: ``(468, 3)`` its FaceMesh in crop pixels.
+        use_validity: False trusts every texel (the ratio and lighting are still made).
+        exclude: ``(h, w) bool`` texels known to be invalid (from a mask the caller has, e.g.
+            an occlusion model), or None.
+    """
+    h, w = image.shape[:2]
+    mesh = np.asarray(mesh, np.float64)
+    width = float(np.ptp(mesh[_OVAL, 0]))
+    order = draw_order(mesh)
+    tris = FACE_TRIANGLES[order]
+    normals = vertex_normals(mesh).astype(np.float64)
+    mirror_xy = mesh[MIRROR, :2]
+    attrs = np.concatenate([mirror_xy, normals, np.zeros((len(mesh), 1))], 1)  # mx my nx ny nz 0
+    ids = rasterize_ids(mesh[tris, :2], (h, w))
+    maps = dense_maps(ids, triangle_affines(mesh[tris, :2], attrs[tris]))
+    inside = ids > 0
+    n = maps[2:5].transpose(1, 2, 0)
+    n /= np.maximum(np.linalg.norm(n, axis=2, keepdims=True), 1e-6)
+    part = np.concatenate([[0], TRIANGLE_PARTS[order]])[ids]
+    feature, edge = part <= FEATURE, part == EDGE
+
+    img = image.astype(np.float32)
+    visible = _smoothstep(-n[..., 2], 0.15, 0.45) * inside
+    dist = cv2.distanceTransform(inside.view(np.uint8), cv2.DIST_L2, 5)
+    forehead = forehead_zone((h, w), mesh)
+    outline = np.where(forehead, _smoothstep(dist, 0.0, 0.08 * width), _smoothstep(dist, 0.0, 0.04 * width))
+    prior = visible * outline
+
+    # lighting from the central skin (no features; not the forehead or the edge bands, where
+    # hair would pass for shading), weighted by the geometric validity
+    step = max(1, int(np.sqrt(inside.sum() / 6000.0)))
+    sel = ((part == CENTRE) & ~forehead)[::step, ::step] & (prior[::step, ::step] > 0.3)
+    lighting = fit_lighting(n[::step, ::step][sel], img[::step, ::step][sel], prior[::step, ::step][sel])
+    shade = shading(n, lighting) if lighting is not None else np.full((h, w, 3), img[inside].mean(0), np.float32)
+    ratio = np.clip(img / np.maximum(shade, 1.0), RATIO_RANGE[0], RATIO_RANGE[1])
+
+    if use_validity:
+        stats = skin_statistics(ratio, skin_patches((h, w), mesh) & inside)
+        skin = np.ones((h, w), np.float32)
+        if stats is not None:
+            bands = inside & ~feature & (forehead | edge)
+            d = cv2.GaussianBlur(skin_distance(ratio, stats), (0, 0), max(0.5, 0.006 * width))
+            skin = np.where(bands, 1.0 - _smoothstep(d, SKIN_SOFT, SKIN_HARD), 1.0).astype(np.float32)
+        valid = (prior * skin).astype(np.float32)
+        if exclude is not None:
+            valid[exclude] = 0.0
+    else:
+        valid = inside.astype(np.float32)
+
+    # mirrored completion: a texel's own value where valid, its mirror's where that one is
+    mx, my = maps[0], maps[1]
+    valid_m = cv2.remap(valid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) * inside
+    ratio_m = cv2.remap(ratio, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    use_m = ((1.0 - valid) * valid_m)[..., None]
+    total = valid[..., None] + use_m
+    filled_ratio = np.where(total > 1e-3, (ratio * valid[..., None] + ratio_m * use_m) / np.maximum(total, 1e-3),
+                            ratio)
+    if use_validity:  # a soft fade, never a cut: blurred, and never beyond the face surface
+        validity = cv2.GaussianBlur(np.clip(total[..., 0], 0.0, 1.0), (0, 0), max(0.5, 0.012 * width)) * inside
+    else:
+        validity = inside.astype(np.float32)
+    if use_validity:
+        filled = np.where(inside[..., None], filled_ratio * np.maximum(shade, 1.0), img)
+        filled8 = np.clip(filled + 0.5, 0, 255).astype(np.uint8)
+    else:
+        filled8 = image
+    ratio16 = np.empty((h, w, 4), np.uint16)
+    ratio16[..., :3] = np.clip(np.where(inside[..., None], filled_ratio, 1.0) * RATIO_SCALE + 0.5, 0, 65535)
+    ratio16[..., 3] = np.clip(validity * RATIO_SCALE + 0.5, 0, 65535)
+    return PreparedTexture(filled=filled8, validity=validity.astype(np.float32), ratio=ratio16,
+                           lighting=lighting, raw_validity=valid)
+
+
+def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, testable: np.ndarray,
+                  face_width: float) -> np.ndarray:
+    """What of a target face must stay in front of the swap: its hair, fringe, glasses frames,
+    hands — whatever is not skin where skin should be.
+
+    Args:
+        image: ``(h, w, 3) uint8`` the target face (canvas size is enough).
+        shade: ``(h, w, 3) float32`` its fitted skin shading (:func:`swapline.blend.relight.shading_map`).
+        skin_where: ``(h, w) bool`` cheek, nose and chin patches (the skin model's samples).
+        testable: ``(h, w) bool`` face surface that is not an eye, brow, nose or lip.
+        face_width: the face's width in these pixels.
+    Returns:
+        ``(h, w) float32``: 1 where the swap may go, falling to 0 over occluders.
+    """
+    ratio = image.astype(np.float32) / np.maximum(shade, 1.0)
+    stats = skin_statistics(ratio, skin_where & testable)
+    keep = np.ones(image.shape[:2], np.float32)
+    if stats is None:
+        return keep
+    d = skin_distance(ratio, stats)
+    occ = (_smoothstep(d, SKIN_SOFT, SKIN_HARD) * testable).astype(np.float32)
+    # specks are noise, an occluder has extent: open, then grow a little and soften
+    k = max(1, int(round(0.015 * face_width)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel)
+    occ = cv2.dilate(occ, kernel)
+    occ = cv2.GaussianBlur(occ, (0, 0), max(0.5, 0.01 * face_width))
+    return np.clip(1.0 - occ, 0.0, 1.0, out=keep)
