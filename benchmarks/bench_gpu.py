@@ -160,7 +160,7 @@ def bench_frame(session: Session, repeat: int) -> dict[str, float]:
     from swapline.gpu.frame import swap_faces_torch
     from swapline.swap.mesh import face_maps
 
-    cfg = SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0)
+    cfg = SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha")
     device = Processors(device="cuda:0")
     resident = torch.from_numpy(frame).to("cuda:0")
     cache: dict = {}

@@ -18,7 +18,7 @@ from .conftest import read
 torch = pytest.importorskip("torch")
 from swapline.gpu.frame import face_maps, swap_faces_torch, unsupported_options
 
-CPU_LIKE = SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0)  # the options the device path supports
+CPU_LIKE = SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha")  # the options the device path supports
 MEAN_TOL = 2.0  # grey levels, mean of the per-pixel max channel difference over the changed pixels
 P99_TOL = 12.0  # the same, 99th percentile
 
@@ -69,9 +69,9 @@ def test_matches_the_cpu_swap(biden, source) -> None:
 
 
 @pytest.mark.parametrize("config", [
-    SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, color_match="none"),
-    SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, face_mask_types=("oval", "box")),
-    SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, face_mask_types=("area",), swap_resolution=512, face_shape_weight=0.3,
+    SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha", color_match="none"),
+    SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha", face_mask_types=("oval", "box")),
+    SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha", face_mask_types=("area",), swap_resolution=512, face_shape_weight=0.3,
                expression="source"),
 ], ids=["no-colour", "oval+box", "area-fullres"])
 def test_matches_the_cpu_swap_with_other_options(biden, source, config: SwapConfig) -> None:
@@ -128,9 +128,11 @@ def test_texture_cache_uploads_once(biden, source) -> None:
     ({"detail_match": False, "blend": "poisson"}, "poisson"),
     ({"detail_match": False, "color_match": "histogram"}, "histogram"),
     ({"detail_match": False, "color_match": "yuv-luma"}, "yuv-luma"),
-    ({"detail_match": False}, "keep_occluders"),
-    ({"detail_match": False, "keep_occluders": False}, "source_validity"),
-    ({"detail_match": False, "keep_occluders": False, "source_validity": False}, "relight"),
+    ({"detail_match": False, "blend": "alpha"}, "source_validity"),
+    ({"detail_match": False, "blend": "alpha", "source_validity": False}, "relight"),
+    ({"detail_match": False, "blend": "alpha", "source_validity": False, "relight": 0.0, "keep_occluders": True},
+     "keep_occluders"),
+    ({"detail_match": False, "source_validity": False, "relight": 0.0}, "multiband"),
 ])
 def test_unsupported_options_are_refused(biden, source, changes: dict, name: str) -> None:
     image, faces = biden
@@ -170,8 +172,8 @@ def test_frame_path_selection() -> None:
     from swapline.pipeline.frame import Processors, frame_path
 
     on_device = Processors(device="cuda:0")
-    assert frame_path(SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0), on_device) == "torch"
-    assert frame_path(SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0), Processors()) == "numpy"
+    assert frame_path(SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha"), on_device) == "torch"
+    assert frame_path(SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha"), Processors()) == "numpy"
     assert frame_path(SwapConfig(), on_device) == "numpy"  # detail matching: CPU only for now
     assert frame_path(SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="poisson"), on_device) == "numpy"
 
@@ -184,7 +186,7 @@ def test_swap_faces_takes_the_device_path_when_told(session) -> None:  # noqa: A
     target = read("src_biden.jpg")
     source = dataclasses.replace(session.load_source(read("src_obama.jpg")), validity=False)
     faces = session.analyse(target)
-    cfg = SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0)
+    cfg = SwapConfig(detail_match=False, keep_occluders=False, source_validity=False, relight=0.0, blend="alpha")
     cpu, cpu_changed = swap_faces(target, faces, source, cfg)
     dev, dev_changed = swap_faces(target, faces, source, cfg, processors=Processors(device="cpu"))
     assert dev.dtype == np.uint8 and dev.shape == target.shape

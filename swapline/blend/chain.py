@@ -7,6 +7,7 @@ Works on the face's region only (never the whole frame). Pasting into the frame 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -16,11 +17,13 @@ from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
+from ..swap.mesh import COARSE_STEP
 from ..swap.validity import CENTRE, EDGE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
+from .paste import blend_u8, quantize_alpha
 from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
 from .multiband import multiband_blend
 from .poisson import poisson_blend
-from .relight import fit_face_lighting, shading_map
+from .relight import fit_face_lighting, mean_shading, shading_map
 
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _NOSE_BASE = 2
@@ -95,24 +98,79 @@ def needs_geometry(config: SwapConfig) -> bool:
     return config.relight > 0 or config.keep_occluders
 
 
-def _target_lighting(swap: MeshSwap, steady_light: Callable[[np.ndarray], np.ndarray] | None
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The target's SH lighting fitted on the canvas, and the canvas copy of the target it was
-    fitted on: ``((9, 3) float32, (ch, cw, 3) uint8)``, or None without enough skin."""
+@dataclass(frozen=True, eq=False)
+class FaceLight:
+    """The target's lighting for one swapped face.
+
+    Attributes:
+        coeffs: ``(9, 3) float32`` SH lighting fitted on the target's central skin.
+        target_shade: ``(hs, ws, 3) float32`` what its skin looks like at the target mesh's
+            normals, on the coarse grid of :attr:`FaceMaps.normals`.
+        drawn_shade: ``(hs, ws, 3) float32`` the same light on the drawn (new) mesh's normals:
+            what the relit source is multiplied by.
+    """
+
+    coeffs: np.ndarray
+    target_shade: np.ndarray
+    drawn_shade: np.ndarray
+
+
+def _grid_points(points: np.ndarray, region: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """Region pixel coordinates ``(N, 2)`` → coordinates on the coarse normals grid ``(hs, ws)``
+    of a region ``(h, w)`` (cell j holds canvas pixel ``j * k + k // 2``)."""
+    (h, w), (hs, ws) = region, grid
+    return ((points + 0.5) * np.array([ws / w, hs / h], np.float32) - 0.5).astype(np.float32)
+
+
+def target_light(swap: MeshSwap, steady_light: Callable[[np.ndarray], np.ndarray] | None) -> FaceLight | None:
+    """Fit the target's SH lighting from its central skin (not the forehead, where a fringe
+    would pass for shading), smoothed over time by ``steady_light``; None without normals or
+    enough skin."""
     geo = swap.geometry
     if geo.normals is None or geo.parts is None:
         return None
-    ch, cw = geo.parts.shape
-    small = cv2.resize(swap.target, (cw, ch), interpolation=cv2.INTER_AREA)
-    mesh_c = swap.mesh[:, :2] * np.array([cw / swap.target.shape[1], ch / swap.target.shape[0]], np.float32)
-    # the central skin, not the forehead: a fringe there would pass for shading
-    usable = (geo.parts == CENTRE) & ~forehead_zone((ch, cw), mesh_c)
-    lighting = fit_face_lighting(small, geo.normals, usable)
-    if lighting is None:
+    hs, ws = geo.normals.shape[1:]
+    k = COARSE_STEP
+    small = cv2.resize(swap.target, (ws, hs), interpolation=cv2.INTER_LINEAR)  # the fit is robust to aliasing
+    mesh_g = _grid_points(swap.mesh[:, :2], swap.target.shape[:2], (hs, ws))
+    parts = geo.parts[k // 2::k, k // 2::k][:hs, :ws]
+    usable = (parts == CENTRE) & ~forehead_zone((hs, ws), mesh_g)
+    coeffs = fit_face_lighting(small, geo.normals[0:3], usable)
+    if coeffs is None:
         return None
     if steady_light is not None:
-        lighting = steady_light(lighting)
-    return lighting, small
+        coeffs = steady_light(coeffs)
+    return FaceLight(coeffs, shading_map(geo.normals[0:3], coeffs), shading_map(geo.normals[3:6], coeffs))
+
+
+def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
+    """``(h, w) float32`` 0..1 over the region, in the target's own (unwarped) pixels: what
+    stands in front of its face — hair or a fringe over the forehead and temples, glasses frames
+    at the eyes and nose bridge, hands over the edges — found by the target's skin model on the
+    canvas. The lower centre is left alone (smile creases and the shade under the nose would
+    pass for occluders); the outline ring is tested where it lies inside the target's own face,
+    so a fringe the new outline would move stays where it is."""
+    geo = swap.geometry
+    ch, cw = geo.parts.shape
+    h, w = swap.target.shape[:2]
+    sx, sy = cw / w, ch / h
+    small = cv2.resize(swap.target, (cw, ch), interpolation=cv2.INTER_AREA)
+    shade = cv2.resize(light.target_shade, (cw, ch), interpolation=cv2.INTER_LINEAR)
+    mesh_c = swap.mesh[:, :2] * np.array([sx, sy], np.float32)
+    upper = np.arange(ch, dtype=np.float32)[:, None] < mesh_c[_NOSE_BASE, 1]
+    # canvas pixel → canvas position in the original target it shows (tx, ty at canvas size)
+    tx = (geo.maps[0] + 0.5) * np.float32(sx) - 0.5
+    ty = (geo.maps[1] + 0.5) * np.float32(sy) - 0.5
+    own = polygon_mask((ch, cw), geo.target_mesh[_OVAL, :2] * np.array([sx, sy], np.float32))
+    own_w = cv2.remap(own, tx, ty, cv2.INTER_LINEAR) > 0.5  # the target's own face, as drawn
+    ring = (geo.parts == 0) & (geo.changed_canvas > 0) & (geo.face_canvas < 0.5) & own_w
+    testable = (geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead_zone((ch, cw), mesh_c))) | ring
+    width = float(np.ptp(mesh_c[_OVAL, 0]))
+    occ_w = 1.0 - occluder_keep(small, shade, skin_patches((ch, cw), mesh_c), testable, width)
+    # back to the target's own pixels: q shows what the warp put at q - (T(q) - q)
+    gx, gy = np.meshgrid(np.arange(cw, dtype=np.float32), np.arange(ch, dtype=np.float32))
+    occ = cv2.remap(occ_w, 2.0 * gx - tx, 2.0 * gy - ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.resize(occ, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def blend_face(swap: MeshSwap, config: SwapConfig,
@@ -140,43 +198,37 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     where = swap.changed
     h, w = mask.shape
     width = float(np.ptp(swap.mesh[_OVAL, 0]))
-    lit = _target_lighting(swap, steady_light) if needs_geometry(config) else None
-    if lit is not None and config.keep_occluders:
-        geo = swap.geometry
-        ch, cw = geo.face_canvas.shape
-        mesh_c = swap.mesh[:, :2] * np.array([cw / w, ch / h], np.float32)
-        # where occluders come from: hair over the forehead and temples, glasses frames at the
-        # eyes and nose bridge, anything over the edge bands; not the lower centre, where smile
-        # creases and the shade under the nose would pass for them
-        upper = np.arange(ch, dtype=np.float32)[:, None] < mesh_c[_NOSE_BASE, 1]
-        testable = (geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead_zone((ch, cw), mesh_c)))
-        keep = occluder_keep(lit[1], shading_map(geo.normals, lit[0]), skin_patches((ch, cw), mesh_c), testable,
-                             width * cw / w)
-        mask = mask * cv2.resize(keep, (w, h), interpolation=cv2.INTER_LINEAR)
+    lit = target_light(swap, steady_light) if needs_geometry(config) else None
+    occ = occluders(swap, lit) if lit is not None and config.keep_occluders else None
     x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
     if bw == 0 or bh == 0:
-        return out, where
+        return _restore(out, swap.original, occ), where
     y1, x1 = y0 + bh, x0 + bw
     sub = (slice(y0, y1), slice(x0, x1))
     target, m = swap.target[sub], mask[sub]
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
-    relight = config.relight if lit is not None else 0.0
-    face: np.ndarray | None = None
+    relight = config.relight if lit is not None and swap.source_lighting is not None else 0.0
     if relight > 0:
+        # the source's albedo ratio under the target's light (on the drawn mesh's normals); below
+        # relight 1 the light is mixed with the source's own, scaled to the target's mean skin
+        # colour (one multiply per pixel, no second colour path)
         ratio = swap.sample_ratio(sub)
-        shade = cv2.resize(shading_map(swap.geometry.normals, lit[0]), (w, h), interpolation=cv2.INTER_LINEAR)[sub]
-        relit = cv2.multiply(ratio[..., :3], shade, scale=1.0 / RATIO_SCALE, dtype=cv2.CV_32F)
-        validity = ratio[..., 3]
-        m = m * cv2.multiply(validity, 1.0 / RATIO_SCALE, dtype=cv2.CV_32F)
-        if relight >= 1.0:
-            face = cv2.convertScaleAbs(cv2.max(relit, 0.0))
-    if face is None:
+        shade = lit.drawn_shade
+        if relight < 1.0:  # own light: the source's shading, sampled on the same coarse grid
+            k = COARSE_STEP
+            hs, ws = shade.shape[:2]
+            grid = tuple(m_[k // 2::k, k // 2::k][:hs, :ws] for m_ in swap.geometry.maps[2:4])
+            gain = mean_shading(lit.coeffs) / np.maximum(mean_shading(swap.source_lighting), 1e-3)
+            own = swap.source_shade_at(grid) * ((1.0 - relight) * gain).astype(np.float32)
+            shade = cv2.addWeighted(shade, relight, own, 1.0, 0.0)
+        shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)[sub]
+        face = cv2.convertScaleAbs(cv2.max(cv2.multiply(ratio[..., :3], shade, scale=1.0 / RATIO_SCALE,
+                                                        dtype=cv2.CV_32F), 0.0))
+        validity = cv2.multiply(ratio[..., 3], 1.0 / RATIO_SCALE, dtype=cv2.CV_32F)
+    else:
         face = _colour_matched(swap, sub, target, mesh, config, steady)
-        if relight > 0:
-            face = cv2.convertScaleAbs(cv2.max(cv2.addWeighted(relit, relight, face.astype(np.float32), 1.0 - relight, 0.0), 0.0))
-        else:
-            validity = swap.sample("bgr", sub, alpha=True)[..., 3]
-            m = m * cv2.multiply(validity, 1.0 / 255.0, dtype=cv2.CV_32F)
+        validity = cv2.multiply(swap.sample("bgr", sub, alpha=True)[..., 3], 1.0 / 255.0, dtype=cv2.CV_32F)
+    m = m * validity
     if config.detail_match:  # after the colour match, which can raise contrast
         sigma = detail_sigma(face, target, m > 0.5)
         if steady_detail is not None:
@@ -188,7 +240,20 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         out[sub] = multiband_blend(face, target, m, width)
     else:
         out[sub] = cv2.blendLinear(face, target, m, 1.0 - m)
-    return out, where
+    return _restore(out, swap.original, occ), where
+
+
+def _restore(region: np.ndarray, original: np.ndarray, occ: np.ndarray | None) -> np.ndarray:
+    """Put the target's occluders back: ``region`` ``(h, w, 3) uint8`` (written in place) takes
+    ``original`` where ``occ`` ``(h, w) float32`` is 1 (bit for bit), mixed where between."""
+    if occ is None:
+        return region
+    a8 = quantize_alpha(occ)
+    x, y, bw, bh = cv2.boundingRect((a8 > 0).view(np.uint8))
+    if bw and bh:
+        box = (slice(y, y + bh), slice(x, x + bw))
+        region[box] = blend_u8(region[box], original[box], a8[box])
+    return region
 
 
 def _colour_matched(swap: MeshSwap, sub: tuple[slice, slice], target: np.ndarray, mesh: np.ndarray,

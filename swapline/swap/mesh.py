@@ -41,6 +41,7 @@ _RING = ring_strip(len(_OVAL))
 _RING_TRIS = np.where(_RING < len(_OVAL), _OVAL[_RING % len(_OVAL)], _N + _RING - len(_OVAL)).astype(np.int32)
 _ALL_TRIS = np.concatenate([_RING_TRIS, topo.MOUTH_FILL, _FACE_TRIS]).astype(np.int32)
 _N_BACK = len(_RING_TRIS) + len(topo.MOUTH_FILL)  # drawn first, never the source's texture
+COARSE_STEP = 3  # canvas pixels per cell of the normals' grid (odd: cells centred on pixels)
 _PARTS = np.concatenate([np.zeros(_N_BACK, np.uint8), TRIANGLE_PARTS])  # per triangle of _ALL_TRIS
 
 
@@ -198,6 +199,11 @@ class MeshSwap:
             :attr:`SourceFace.ratios`).
         geometry: the canvas-size maps this swap was made from (normals and feature areas
             included when asked for).
+        original: ``(h, w, 3) uint8`` the target region as it was (not warped; read only).
+        source_lighting: ``(9, 3) float32`` the source's SH lighting, or None.
+        source_shade: ``(sh, sw, 3) float32`` the source's fitted shading at pyramid level 0
+            (see :class:`swapline.swap.validity.PreparedTexture`), or None.
+        level: the pyramid level ``source_maps`` read.
     """
 
     origin: tuple[int, int]
@@ -210,6 +216,17 @@ class MeshSwap:
     texture: Texture
     ratio: np.ndarray
     geometry: "FaceMaps"
+    original: np.ndarray
+    source_lighting: np.ndarray | None = None
+    source_shade: np.ndarray | None = None
+    level: int = 0
+
+    def source_shade_at(self, points: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The source's shading ``(..., 3) float32`` at source-map coordinates ``points`` (x, y
+        in the sampled level's pixels, as in ``source_maps``)."""
+        k = np.float32(2.0**self.level)
+        return cv2.remap(self.source_shade, (points[0] + 0.5) * k - 0.5, (points[1] + 0.5) * k - 0.5,
+                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     def sample(self, form: str = "bgr", box: tuple[slice, slice] | None = None, *, alpha: bool = False) -> np.ndarray:
         """The source texture on the new mesh: ``form`` is ``"bgr"``, ``"lab"`` or
@@ -261,8 +278,10 @@ class FaceMaps:
         face_canvas: ``(ch, cw) float32`` 1 on the face surface.
         changed_canvas: ``(ch, cw) uint8`` 1 where any triangle is drawn.
         mesh: ``(468, 3) float32`` the new mesh in region pixels.
-        normals: ``(3, ch, cw) float32`` the target mesh's normals (not unit length between
-            vertices) on the face, 0 elsewhere; None unless asked for.
+        normals: ``(6, hs, ws) float32`` on a coarse grid (every :data:`COARSE_STEP`-th canvas
+            pixel, from the second): the target mesh's normals (3) and the drawn mesh's (3), not
+            unit length between vertices, 0 off the face; None unless asked for.
+        target_mesh: ``(468, 3) float32`` the target's own mesh in region pixels.
         parts: ``(ch, cw) uint8`` what each canvas pixel is: 0 off the face surface, then
             :data:`swapline.swap.validity.FEATURE` (eyes, brows, nose, lips), ``EDGE`` (two
             rings along the outline) or ``CENTRE``; None unless normals were asked for.
@@ -277,6 +296,7 @@ class FaceMaps:
     mesh: np.ndarray
     normals: np.ndarray | None = None
     parts: np.ndarray | None = None
+    target_mesh: np.ndarray | None = None
 
 
 def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
@@ -284,7 +304,8 @@ def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
     """Pose the source's shape on ``target`` and compute the dense warp maps on a canvas of at
     most ``resolution`` px: one rasterisation of triangle ids (far to near), one closed-form
     solve of all triangle affines, one lookup per pixel. ``normals`` also interpolates the
-    target mesh's normals over the canvas (for relighting and the occluder test)."""
+    target's and the drawn mesh's normals over a coarse grid (lighting is smooth) and labels the
+    canvas's face parts (for relighting and the occluder test)."""
     if target.mesh is None:
         raise ValueError("swap_mesh needs a target face with a mesh")
     tmesh = target.mesh.astype(np.float64)
@@ -310,20 +331,24 @@ def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
     cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
     per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
     ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
-    points = [src_t, src_s]
-    if normals:  # the target's vertex normals (and a pad), 0 on the outer ring
-        nrm = np.zeros((len(dst), 4))
-        nrm[:_N, :3] = vertex_normals(tmesh)
-        points.append(nrm)
-    affines = triangle_affines(dst[tris], np.concatenate(points, 1)[tris])
+    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
     maps = dense_maps(ids, affines, (cw / rw, ch / rh))
-    parts = np.concatenate([[0], _PARTS[order]])[ids] if normals else None
+    coarse = parts = None
+    if normals:  # target and drawn vertex normals, 0 on the outer ring; two pads
+        nrm = np.zeros((len(dst), 8))
+        nrm[:_N, 0:3] = vertex_normals(tmesh)
+        nrm[:_N, 4:7] = vertex_normals(new)
+        k = COARSE_STEP
+        grid = dense_maps(ids[k // 2::k, k // 2::k], triangle_affines(dst[tris], nrm[tris]),
+                          (cw / rw / k, ch / rh / k))
+        coarse = np.concatenate([grid[0:3], grid[4:7]])
+        parts = np.concatenate([[0], _PARTS[order]])[ids]
     mesh = new.copy()
     mesh[:, :2] -= off
-    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps[:4],
+    return FaceMaps(origin=(int(x0), int(y0)), size=(int(rw), int(rh)), level=level, maps=maps,
                     face_canvas=(ids > _N_BACK).astype(np.float32), changed_canvas=(ids > 0).astype(np.uint8),
-                    mesh=mesh.astype(np.float32), normals=maps[4:7] if normals else None,
-                    parts=parts)
+                    mesh=mesh.astype(np.float32), normals=coarse, parts=parts,
+                    target_mesh=np.concatenate([tmesh[:, :2] - off, tmesh[:, 2:]], 1).astype(np.float32))
 
 
 def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weight: float = 0.75,
@@ -360,7 +385,8 @@ def swap_mesh(frame: np.ndarray, target: Face, source: SourceFace, *, shape_weig
                                       borderMode=cv2.BORDER_REPLICATE), cv2.COLOR_BGRA2BGR)
     return MeshSwap(origin=(x0, y0), target=warped_t, face_region=face_region, changed=changed, mesh=fm.mesh,
                     canvas_face=fm.face_canvas, source_maps=(sx, sy), texture=source.textures[fm.level],
-                    ratio=source.ratios[fm.level], geometry=fm)
+                    ratio=source.ratios[fm.level], geometry=fm, original=region, source_lighting=source.lighting,
+                    source_shade=source.prepared.shade, level=fm.level)
 
 
 def _texture_level(source: SourceFace, target_width: float) -> int:

@@ -38,7 +38,7 @@ _OVAL = topo.as_array(topo.FACE_OVAL)
 _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
 RATIO_RANGE = (0.02, 3.0)  # a texel's colour over its predicted skin colour, clipped to this
-SKIN_SOFT, SKIN_HARD = 3.0, 6.0
+SKIN_SOFT, SKIN_HARD = 2.5, 4.5
 DARK_WEIGHT = 0.5  # skin distance where a texel starts / stops being skin
 
 
@@ -156,6 +156,8 @@ class PreparedTexture:
             (B, G, R, ×:data:`RATIO_SCALE`; ≈1 on skin) and the validity (×:data:`RATIO_SCALE`).
         lighting: ``(9, 3) float32`` the source's SH lighting (None if it could not be fitted).
         raw_validity: ``(h, w) float32`` the weight before the mirror fill.
+        shade: ``(h, w, 3) float32`` the source's fitted skin shading (its mean off the face):
+            ``filled ≈ ratio × shade``.
     """
 
     filled: np.ndarray
@@ -163,6 +165,7 @@ class PreparedTexture:
     ratio: np.ndarray
     lighting: np.ndarray | None
     raw_validity: np.ndarray
+    shade: np.ndarray
 
 
 def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool = True,
@@ -204,7 +207,9 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     step = max(1, int(np.sqrt(inside.sum() / 6000.0)))
     sel = ((part == CENTRE) & ~forehead)[::step, ::step] & (prior[::step, ::step] > 0.3)
     lighting = fit_lighting(n[::step, ::step][sel], img[::step, ::step][sel], prior[::step, ::step][sel])
-    shade = shading(n, lighting) if lighting is not None else np.full((h, w, 3), img[inside].mean(0), np.float32)
+    mean = img[inside].mean(0) if inside.any() else img.reshape(-1, 3).mean(0)
+    shade = np.where(inside[..., None], shading(n, lighting), mean).astype(np.float32) if lighting is not None \
+        else np.full((h, w, 3), mean, np.float32)
     ratio = np.clip(img / np.maximum(shade, 1.0), RATIO_RANGE[0], RATIO_RANGE[1])
 
     if use_validity:
@@ -241,7 +246,7 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     ratio16[..., :3] = np.clip(np.where(inside[..., None], filled_ratio, 1.0) * RATIO_SCALE + 0.5, 0, 65535)
     ratio16[..., 3] = np.clip(validity * RATIO_SCALE + 0.5, 0, 65535)
     return PreparedTexture(filled=filled8, validity=validity.astype(np.float32), ratio=ratio16,
-                           lighting=lighting, raw_validity=valid)
+                           lighting=lighting, raw_validity=valid, shade=shade)
 
 
 def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, testable: np.ndarray,
