@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swapline.blend import color, masks, paste, poisson  # noqa: E402
+from swapline.blend import color, masks, multiband, paste, poisson  # noqa: E402
 from swapline.face.mesh_topology import FACE_OVAL  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -81,6 +81,7 @@ def main() -> None:
         ("histogram_match", color.histogram_match, (face, target, skin)),
         ("yuv_luma", color.yuv_luma, (face, target, skin)),
         ("poisson_blend (feathered mask)", poisson.poisson_blend, (face, target, soft)),
+        ("multiband_blend (feathered mask)", multiband.multiband_blend, (face, target, soft, width)),
         ("seamlessClone (reference)", cv2.seamlessClone,
          (face, target, (oval > 0.5).astype(np.uint8) * 255, (W // 2, H // 2), cv2.NORMAL_CLONE)),
         ("paste_back into 1080p", paste.paste_back, (frame, target, soft, (700, 200))),

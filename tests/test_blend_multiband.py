@@ -86,7 +86,9 @@ def test_far_tail_is_cut_smoothly(levels: int) -> None:
     row = out[35, :, 0].astype(int)
     reach = multiband_reach(150.0, levels=levels)
     assert row[100 + reach:].max() == 0 and row[100 + reach // 2] > 0
-    assert np.all(np.diff(row[100:]) <= 0) and np.abs(np.diff(row[100:])).max() <= 255 // 2 ** levels
+    steps = np.diff(row[100:])
+    assert np.all(steps <= 0) and -steps.min() <= 255 // 2 ** levels
+    assert row[row > 0][-1] == 1  # it fades out: no step down to 0 where it is cut
 
 
 def test_deep_inside_is_the_face() -> None:
@@ -163,23 +165,30 @@ def test_one_level_is_the_alpha_blend() -> None:
 def test_row_bands_skipping_and_crop_offset_do_not_show(monkeypatch: pytest.MonkeyPatch) -> None:
     shape = (160, 200)
     target = _image(shape, 60, 140)
-    face = target.copy()
-    face[..., 1] += 90  # a colour difference in one channel (the live test sums channels) ...
-    face[..., 2] = RNG.integers(0, 256, shape)  # ... and texture in another
-    mask = _disks(shape, [(80, 100)], 45, 8)  # its box grown by the reach (34) fits the crop
-    results = []
-    for rows in (2, 30, 64, 10_000):
-        monkeypatch.setattr(mb, "STRIP_ROWS", rows)
+    textured = target.copy()
+    textured[..., 2] = RNG.integers(0, 256, shape)  # texture in one channel ...
+    coloured = textured.copy()
+    coloured[..., 1] += 90  # ... and a colour difference in another (the live test sums them)
+    sign = (np.indices(shape).sum(axis=0) % 2 * 2 - 1)[..., None]
+    checkered = (target + 20 * sign).astype(np.uint8)  # nothing of it below full size
+    disk = _disks(shape, [(80, 100)], 45, 8)  # its box grown by the reach (34) fits the crop
+    plateau = np.minimum(disk, np.float32(0.7))  # the blend inside too, and ...
+    plateau[40:120, :100] = 0.7  # ... out to the crop's left side
+    for face, mask in ((textured, disk), (coloured, disk), (checkered, plateau)):
+        results = []
+        for rows in (2, 30, 10_000):
+            monkeypatch.setattr(mb, "STRIP_ROWS", rows)
+            results.append(multiband_blend(face, target, mask, 400.0))
+        # Every cell computed: the pixels skipped otherwise were the answer already.
+        monkeypatch.setattr(mb, "LIVE", -1.0)
+        monkeypatch.setattr(mb, "_MIXED", 2.0)
         results.append(multiband_blend(face, target, mask, 400.0))
-    # Nothing skipped (every cell computed): the skipped pixels were the answer already.
-    monkeypatch.setattr(mb, "LIVE", -1.0)
-    results.append(multiband_blend(face, target, mask, 400.0))
-    assert all(np.array_equal(r, results[0]) for r in results[1:])
-    monkeypatch.undo()
+        assert all(np.array_equal(r, results[0]) for r in results[1:])
+        monkeypatch.undo()
     # The same scene inside a bigger crop: only the box around the mask is computed.
     pad = ((10, 30), (22, 6), (0, 0))
-    big = multiband_blend(np.pad(face, pad), np.pad(target, pad), np.pad(mask, pad[:2]), 400.0)
-    assert np.array_equal(big[10:170, 22:222], results[0])
+    big = multiband_blend(np.pad(coloured, pad), np.pad(target, pad), np.pad(disk, pad[:2]), 400.0)
+    assert np.array_equal(big[10:170, 22:222], multiband_blend(coloured, target, disk, 400.0))
 
 
 def test_empty_mask_and_inputs_left_alone() -> None:

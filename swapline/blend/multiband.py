@@ -5,7 +5,7 @@ colour and lighting difference (the coarsest band) over about ``band * face_widt
 detail over the mask's own feather, so there is neither a visible edge nor a ghost of the face's
 texture outside the mask. One pyramid is built, of the difference ``D = face - target`` (the
 Laplacian is linear, so ``target + collapse_l(G_l(mask) * L_l(D))`` is the classic two-pyramid
-blend). ``D`` is known only where ``mask > 0`` (the face pixels outside are never read); below
+blend). ``D`` is known only where ``mask > 0`` (the face's pixels outside are never used); below
 full size it is extended past the mask by push-pull (each pyramid level averages ``D`` over the
 known part of its footprint and takes the rest from the level below), so that a colour step
 between face and target has no edge of its own at the mask border: it crosses with the coarse
@@ -110,7 +110,7 @@ def _blend_pyramid(diff: np.ndarray, cover: np.ndarray, weight: np.ndarray,
 
 
 def _taper(seed: np.ndarray, cells: int) -> np.ndarray:
-    """``(h, w) float32``: 1 within ``cells - r`` pixels (chessboard) of a non-zero pixel of
+    """``(h, w) float32``: 1 within ``cells - 2 r`` pixels (chessboard) of a non-zero pixel of
     ``seed`` ``(h, w) uint8``, 0 beyond ``cells``, a ramp between (``r = (cells + 1) // 8``).
 
     Cuts the blend's far tail (about 1 % of the difference at ``cells`` level-1 pixels, with
