@@ -21,7 +21,7 @@ from ..swap.mesh import COARSE_STEP
 from ..swap.validity import CENTRE, EDGE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
 from .paste import blend_u8, quantize_alpha
 from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
-from .multiband import multiband_blend
+from .multiband import multiband_blend, multiband_reach
 from .poisson import poisson_blend
 from .relight import fit_face_lighting, mean_shading, shading_map
 
@@ -204,6 +204,11 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     if bw == 0 or bh == 0:
         return _restore(out, swap.original, occ), where
     y1, x1 = y0 + bh, x0 + bw
+    if config.blend == "multiband":  # the wide band reaches past the mask: room for it, and paste it
+        r = multiband_reach(width)
+        x0, y0, x1, y1 = max(x0 - r, 0), max(y0 - r, 0), min(x1 + r, w), min(y1 + r, h)
+        grown = cv2.dilate((mask > 0).view(np.uint8), cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1)))
+        where = where | grown.view(bool)
     sub = (slice(y0, y1), slice(x0, x1))
     target, m = swap.target[sub], mask[sub]
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
@@ -221,14 +226,16 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
             gain = mean_shading(lit.coeffs) / np.maximum(mean_shading(swap.source_lighting), 1e-3)
             own = swap.source_shade_at(grid) * ((1.0 - relight) * gain).astype(np.float32)
             shade = cv2.addWeighted(shade, relight, own, 1.0, 0.0)
+        # four channels in one multiply to uint8: the colour, and the validity (× 255)
+        shade = cv2.merge([*cv2.split(shade), np.full(shade.shape[:2], 255.0, np.float32)])
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)[sub]
-        face = cv2.convertScaleAbs(cv2.max(cv2.multiply(ratio[..., :3], shade, scale=1.0 / RATIO_SCALE,
-                                                        dtype=cv2.CV_32F), 0.0))
-        validity = cv2.multiply(ratio[..., 3], 1.0 / RATIO_SCALE, dtype=cv2.CV_32F)
+        face4 = cv2.multiply(ratio, shade, scale=1.0 / RATIO_SCALE, dtype=cv2.CV_8U)
     else:
+        face4 = swap.sample("bgr", sub, alpha=True)
         face = _colour_matched(swap, sub, target, mesh, config, steady)
-        validity = cv2.multiply(swap.sample("bgr", sub, alpha=True)[..., 3], 1.0 / 255.0, dtype=cv2.CV_32F)
-    m = m * validity
+    if relight > 0:
+        face = cv2.cvtColor(face4, cv2.COLOR_BGRA2BGR)
+    m = cv2.multiply(m, face4[..., 3], scale=1.0 / 255.0, dtype=cv2.CV_32F)  # the texels' validity
     if config.detail_match:  # after the colour match, which can raise contrast
         sigma = detail_sigma(face, target, m > 0.5)
         if steady_detail is not None:

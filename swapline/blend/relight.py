@@ -44,7 +44,7 @@ def sh_basis(normals: np.ndarray) -> np.ndarray:
 
 
 def fit_lighting(normals: np.ndarray, colors: np.ndarray, weights: np.ndarray | None = None,
-                 iterations: int = 4, ridge: float = 1e-3) -> np.ndarray | None:
+                 iterations: int = 3, ridge: float = 1e-3) -> np.ndarray | None:
     """Least-squares SH lighting per channel, robust to outliers (iteratively reweighted with
     Tukey's biweight on each sample's residual, scaled by the median absolute residual).
 
@@ -97,7 +97,7 @@ def mean_shading(coeffs: np.ndarray) -> np.ndarray:
 
 
 def fit_face_lighting(image: np.ndarray, normals: np.ndarray, usable: np.ndarray,
-                      samples: int = 1500) -> np.ndarray | None:
+                      samples: int = 1000) -> np.ndarray | None:
     """The SH lighting of a face from its pixels and per-pixel mesh normals.
 
     Args:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+from scipy import sparse
 
 from . import mesh_topology as topo
 from .mesh_triangles import TRIANGLES
@@ -63,12 +64,21 @@ def triangle_normals(mesh: np.ndarray, tris: np.ndarray = FACE_TRIANGLES) -> np.
     return -n if n[:, 2].sum() > 0 else n
 
 
+def _incidence(tris: np.ndarray, n_points: int) -> sparse.csr_matrix:
+    """``(n_points, T)`` sparse 0/1 matrix: which triangles each vertex belongs to."""
+    rows = np.asarray(tris, np.int64).ravel()
+    cols = np.repeat(np.arange(len(tris)), 3)
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_points, len(tris)))
+
+
+_FACE_INCIDENCE = _incidence(FACE_TRIANGLES, topo.N_POINTS)
+
+
 def vertex_normals(mesh: np.ndarray, tris: np.ndarray = FACE_TRIANGLES) -> np.ndarray:
     """Unit normals ``(468, 3) float32`` of ``mesh`` ``(468, 3)``: the area-weighted mean of the
     normals of the triangles around each vertex (x right, y down, z away from the camera)."""
     fn = triangle_normals(mesh, tris)
-    acc = np.zeros((len(mesh), 3))
-    for k in range(3):
-        np.add.at(acc, tris[:, k], fn)
+    incidence = _FACE_INCIDENCE if tris is FACE_TRIANGLES else _incidence(tris, len(mesh))
+    acc = incidence @ fn
     norm = np.linalg.norm(acc, axis=1, keepdims=True)
     return (acc / np.maximum(norm, 1e-12)).astype(np.float32)

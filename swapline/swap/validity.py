@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..blend.masks import area_mask
 from ..blend.relight import fit_lighting, shading
 from ..face import mesh_topology as topo
 from ..face.mesh_mirror import MIRROR
@@ -39,7 +40,9 @@ _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
 RATIO_RANGE = (0.02, 3.0)  # a texel's colour over its predicted skin colour, clipped to this
 SKIN_SOFT, SKIN_HARD = 2.5, 4.5
-DARK_WEIGHT = 0.5  # skin distance where a texel starts / stops being skin
+# weight on darkness in the target's occluder test: creases and the shade under the nose are
+# darker than the smooth lighting predicts, hair is several times darker still
+OCCLUDER_DARK_WEIGHT = 0.5  # skin distance where a texel starts / stops being skin
 
 
 def _feature_vertices() -> np.ndarray:
@@ -111,14 +114,12 @@ def _skin_features(pixels: np.ndarray) -> np.ndarray:
     return np.stack([p[..., 0] - p[..., 1], p[..., 2] - p[..., 1], lum], -1)
 
 
-def skin_distance(ratio: np.ndarray, stats: np.ndarray) -> np.ndarray:
+def skin_distance(ratio: np.ndarray, stats: np.ndarray, dark_weight: float = 1.0) -> np.ndarray:
     """``(H, W) float32``: how far each pixel of ``ratio`` ``(H, W, 3)`` is from skin, in robust
-    standard deviations (chroma both ways, luminance only darker than skin, at half weight)."""
+    standard deviations (chroma both ways, luminance only darker than skin, by ``dark_weight``)."""
     z = (_skin_features(ratio) - stats[0]) / stats[1]
     chroma = np.sqrt(z[..., 0] ** 2 + z[..., 1] ** 2)
-    # half weight on darkness: creases and the shade under the nose are darker than the smooth
-    # lighting predicts, hair is several times darker still
-    return np.maximum(chroma, -DARK_WEIGHT * z[..., 2]).astype(np.float32)
+    return np.maximum(chroma, -dark_weight * z[..., 2]).astype(np.float32)
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -193,7 +194,7 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     n = maps[2:5].transpose(1, 2, 0)
     n /= np.maximum(np.linalg.norm(n, axis=2, keepdims=True), 1e-6)
     part = np.concatenate([[0], TRIANGLE_PARTS[order]])[ids]
-    feature, edge = part <= FEATURE, part == EDGE
+    edge = part == EDGE
 
     img = image.astype(np.float32)
     visible = _smoothstep(-n[..., 2], 0.15, 0.45) * inside
@@ -215,8 +216,9 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     if use_validity:
         stats = skin_statistics(ratio, skin_patches((h, w), mesh) & inside)
         skin = np.ones((h, w), np.float32)
-        if stats is not None:
-            bands = inside & ~feature & (forehead | edge)
+        if stats is not None:  # features by their own outlines here: brow triangles reach far up
+            features = area_mask((h, w), mesh[:, :2], ("eyes", "brows", "nose", "mouth")) > 0.5
+            bands = inside & ~features & (forehead | edge)
             d = cv2.GaussianBlur(skin_distance(ratio, stats), (0, 0), max(0.5, 0.006 * width))
             skin = np.where(bands, 1.0 - _smoothstep(d, SKIN_SOFT, SKIN_HARD), 1.0).astype(np.float32)
         valid = (prior * skin).astype(np.float32)
@@ -268,7 +270,7 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
     keep = np.ones(image.shape[:2], np.float32)
     if stats is None:
         return keep
-    d = skin_distance(ratio, stats)
+    d = skin_distance(ratio, stats, OCCLUDER_DARK_WEIGHT)
     occ = (_smoothstep(d, SKIN_SOFT, SKIN_HARD) * testable).astype(np.float32)
     # specks are noise, an occluder has extent: open, then grow a little and soften
     k = max(1, int(round(0.015 * face_width)))
