@@ -172,20 +172,22 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "or left to the target)")
     g = p.add_argument_group("colour and blending")
     g.add_argument("--color-match", choices=COLOR_MATCHES, default=d.color_match,
-                   help="lab: LAB mean/std transfer from cheek, nose and chin (default, ≈2 ms); "
+                   help="for the part --relight leaves: lab: the target's skin colour (default; with "
+                        "--relight 0 a LAB mean/std transfer from cheek, nose and chin, ≈2 ms); "
                         "histogram: smoothed per-channel histogram matching (+4 ms); yuv-luma: the "
                         "target's lighting with the source's detail and colour (+5 ms); none "
                         "(costs: 2 CPU cores, 1080p, 400 px face)")
     g.add_argument("--relight", type=float, default=d.relight, metavar="R",
                    help="0..1: how much of the target's lighting (spherical harmonics fitted from the "
-                        "face mesh's normals) replaces the source's shading and colour cast; below 1 "
-                        "the rest is the LAB colour match (default: %(default)s)")
+                        "face mesh's normals) replaces the source's shading and colour cast; the rest "
+                        "is the source in its own light, colour-matched by --color-match (lab: scaled "
+                        "to the target's skin colour in the same step) (default: %(default)s)")
     g.add_argument("--no-detail-match", dest="detail_match", action="store_false",
                    help="keep the source's full sharpness (by default the face is softened to the "
                         "target's level of detail, so it does not look pasted on or shimmer in video)")
     g.add_argument("--blend", choices=BLEND_MODES, default=d.blend,
-                   help="multiband: Laplacian-pyramid blend, low frequencies across a wide band and detail "
-                        "across a narrow one (default); alpha: feathered mask; poisson: "
+                   help="alpha: feathered mask (default, ≈1 ms); multiband: Laplacian-pyramid blend, low "
+                        "frequencies across a wide band and detail across a narrow one (+5 ms); poisson: "
                         "gradient-domain blend solved "
                         "on the face region only (+6 ms; evens out lighting at the edge, can wash out "
                         "a bright forehead)")

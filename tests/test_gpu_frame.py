@@ -132,7 +132,7 @@ def test_texture_cache_uploads_once(biden, source) -> None:
     ({"detail_match": False, "blend": "alpha", "source_validity": False}, "relight"),
     ({"detail_match": False, "blend": "alpha", "source_validity": False, "relight": 0.0, "keep_occluders": True},
      "keep_occluders"),
-    ({"detail_match": False, "source_validity": False, "relight": 0.0}, "multiband"),
+    ({"detail_match": False, "source_validity": False, "relight": 0.0, "blend": "multiband"}, "multiband"),
 ])
 def test_unsupported_options_are_refused(biden, source, changes: dict, name: str) -> None:
     image, faces = biden

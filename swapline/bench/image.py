@@ -49,10 +49,9 @@ def portrait_frame(image: np.ndarray, width: int, height: int, scale: float,
 
 VARIANTS: dict[str, SwapConfig] = {
     "default": SwapConfig(),
-    "alpha": SwapConfig(blend="alpha"),
     "poisson": SwapConfig(blend="poisson"),
-    "histogram": SwapConfig(color_match="histogram"),
-    "yuv-luma": SwapConfig(color_match="yuv-luma"),
+    "histogram": SwapConfig(color_match="histogram", relight=0.0),
+    "yuv-luma": SwapConfig(color_match="yuv-luma", relight=0.0),
     "multiband": SwapConfig(blend="multiband"),
     "no-relight": SwapConfig(relight=0.0),
     "relight-1": SwapConfig(relight=1.0),

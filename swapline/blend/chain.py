@@ -213,13 +213,15 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     target, m = swap.target[sub], mask[sub]
     mesh = swap.mesh[:, :2] - np.array([x0, y0], np.float32)
     relight = config.relight if lit is not None and swap.source_lighting is not None else 0.0
+    # below relight 1 the rest is the source in its own light, colour-matched: by default
+    # (``lab``) scaled to the target's mean skin colour inside the same shading map (one multiply
+    # per pixel); another ``color_match`` is a second image, mixed in
+    mixed = 0.0 < relight < 1.0 and config.color_match != "lab"
     if relight > 0:
-        # the source's albedo ratio under the target's light (on the drawn mesh's normals); below
-        # relight 1 the light is mixed with the source's own, scaled to the target's mean skin
-        # colour (one multiply per pixel, no second colour path)
+        # the source's albedo ratio under the target's light (on the drawn mesh's normals)
         ratio = swap.sample_ratio(sub)
         shade = lit.drawn_shade
-        if relight < 1.0:  # own light: the source's shading, sampled on the same coarse grid
+        if relight < 1.0 and not mixed:  # own light: the source's shading on the same coarse grid
             k = COARSE_STEP
             hs, ws = shade.shape[:2]
             grid = tuple(m_[k // 2::k, k // 2::k][:hs, :ws] for m_ in swap.geometry.maps[2:4])
@@ -230,11 +232,13 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         shade = cv2.merge([*cv2.split(shade), np.full(shade.shape[:2], 255.0, np.float32)])
         shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)[sub]
         face4 = cv2.multiply(ratio, shade, scale=1.0 / RATIO_SCALE, dtype=cv2.CV_8U)
+        face = cv2.cvtColor(face4, cv2.COLOR_BGRA2BGR)
+        if mixed:
+            own_face = _colour_matched(swap, sub, target, mesh, config, steady)
+            face = cv2.addWeighted(face, relight, own_face, 1.0 - relight, 0.0)
     else:
         face4 = swap.sample("bgr", sub, alpha=True)
         face = _colour_matched(swap, sub, target, mesh, config, steady)
-    if relight > 0:
-        face = cv2.cvtColor(face4, cv2.COLOR_BGRA2BGR)
     m = cv2.multiply(m, face4[..., 3], scale=1.0 / 255.0, dtype=cv2.CV_32F)  # the texels' validity
     if config.detail_match:  # after the colour match, which can raise contrast
         sigma = detail_sigma(face, target, m > 0.5)
