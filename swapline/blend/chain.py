@@ -104,15 +104,20 @@ class FaceLight:
 
     Attributes:
         coeffs: ``(9, 3) float32`` SH lighting fitted on the target's central skin.
-        target_shade: ``(hs, ws, 3) float32`` what its skin looks like at the target mesh's
-            normals, on the coarse grid of :attr:`FaceMaps.normals`.
-        drawn_shade: ``(hs, ws, 3) float32`` the same light on the drawn (new) mesh's normals:
-            what the relit source is multiplied by.
+        normals: ``(6, hs, ws) float32`` the target's and the drawn mesh's normals on the coarse
+            grid (:attr:`FaceMaps.normals`).
+        drawn_shade: ``(hs, ws, 3) float32`` the light on the drawn (new) mesh's normals: what
+            the relit source is multiplied by.
     """
 
     coeffs: np.ndarray
-    target_shade: np.ndarray
+    normals: np.ndarray
     drawn_shade: np.ndarray
+
+    def target_shade(self) -> np.ndarray:
+        """``(hs, ws, 3) float32``: what the target's skin looks like under this light at its own
+        mesh's normals (for the occluder test)."""
+        return shading_map(self.normals[0:3], self.coeffs)
 
 
 def _grid_points(points: np.ndarray, region: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
@@ -140,7 +145,7 @@ def target_light(swap: MeshSwap, steady_light: Callable[[np.ndarray], np.ndarray
         return None
     if steady_light is not None:
         coeffs = steady_light(coeffs)
-    return FaceLight(coeffs, shading_map(geo.normals[0:3], coeffs), shading_map(geo.normals[3:6], coeffs))
+    return FaceLight(coeffs, geo.normals, shading_map(geo.normals[3:6], coeffs))
 
 
 def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
@@ -155,7 +160,7 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     h, w = swap.target.shape[:2]
     sx, sy = cw / w, ch / h
     small = cv2.resize(swap.target, (cw, ch), interpolation=cv2.INTER_AREA)
-    shade = cv2.resize(light.target_shade, (cw, ch), interpolation=cv2.INTER_LINEAR)
+    shade = cv2.resize(light.target_shade(), (cw, ch), interpolation=cv2.INTER_LINEAR)
     mesh_c = swap.mesh[:, :2] * np.array([sx, sy], np.float32)
     upper = np.arange(ch, dtype=np.float32)[:, None] < mesh_c[_NOSE_BASE, 1]
     # canvas pixel → canvas position in the original target it shows (tx, ty at canvas size)

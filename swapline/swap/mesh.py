@@ -331,16 +331,18 @@ def face_maps(target: Face, source: SourceFace, *, shape_weight: float = 0.75,
     cw, ch = max(1, round(rw * scale)), max(1, round(rh * scale))
     per_axis = np.array([cw / rw, ch / rh])  # exact ratios of the final resize
     ids = rasterize_ids((dst[tris] + 0.5) * per_axis - 0.5, (ch, cw))
-    affines = triangle_affines(dst[tris], np.concatenate([src_t, src_s], 1)[tris])
-    maps = dense_maps(ids, affines, (cw / rw, ch / rh))
-    coarse = parts = None
-    if normals:  # target and drawn vertex normals, 0 on the outer ring; two pads
+    points = [src_t, src_s]
+    if normals:  # target and drawn vertex normals, 0 on the outer ring; two pads (one solve for all)
         nrm = np.zeros((len(dst), 8))
         nrm[:_N, 0:3] = vertex_normals(tmesh)
         nrm[:_N, 4:7] = vertex_normals(new)
+        points.append(nrm)
+    affines = triangle_affines(dst[tris], np.concatenate(points, 1)[tris])
+    maps = dense_maps(ids, affines[..., :4], (cw / rw, ch / rh))
+    coarse = parts = None
+    if normals:
         k = COARSE_STEP
-        grid = dense_maps(ids[k // 2::k, k // 2::k], triangle_affines(dst[tris], nrm[tris]),
-                          (cw / rw / k, ch / rh / k))
+        grid = dense_maps(ids[k // 2::k, k // 2::k], affines[..., 4:], (cw / rw / k, ch / rh / k))
         coarse = np.concatenate([grid[0:3], grid[4:7]])
         parts = np.concatenate([[0], _PARTS[order]])[ids]
     mesh = new.copy()

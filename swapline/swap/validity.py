@@ -140,8 +140,8 @@ def forehead_zone(shape: tuple[int, int], mesh: np.ndarray) -> np.ndarray:
     head roll), where hair would be."""
     pts = mesh[_BROW_TOPS, :2].astype(np.float64)
     a, b = np.polyfit(pts[:, 0], pts[:, 1], 1)
-    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
-    return ys < a * xs + b - 0.02 * float(np.ptp(mesh[_OVAL, 0]))
+    line = a * np.arange(shape[1], dtype=np.float32) + np.float32(b - 0.02 * float(np.ptp(mesh[_OVAL, 0])))
+    return np.arange(shape[0], dtype=np.float32)[:, None] < line[None, :]
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,7 +219,9 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
         if stats is not None:  # features by their own outlines here: brow triangles reach far up
             features = area_mask((h, w), mesh[:, :2], ("eyes", "brows", "nose", "mouth")) > 0.5
             bands = inside & ~features & (forehead | edge)
-            d = cv2.GaussianBlur(skin_distance(ratio, stats), (0, 0), max(0.5, 0.006 * width))
+            # grown, not blurred: a thin dark strand must not be averaged away with the skin
+            k = max(1, int(round(0.008 * width)))
+            d = cv2.dilate(skin_distance(ratio, stats), np.ones((2 * k + 1, 2 * k + 1), np.uint8))
             skin = np.where(bands, 1.0 - _smoothstep(d, SKIN_SOFT, SKIN_HARD), 1.0).astype(np.float32)
         valid = (prior * skin).astype(np.float32)
         if exclude is not None:
