@@ -70,6 +70,7 @@ MARGIN_SLACK = 0.05  # identity margin may be at most this much below the "befor
 # -- metric geometry, fractions of the face width ------------------------------------------
 INNER_ERODE = 0.05
 LOW_PASS_SIGMA = 0.08
+WIDE_SIGMA = 0.2  # the second lighting figure: blur at the scale of the face's lighting
 EDGE_BAND = 0.02
 BACKGROUND_GAP = 0.25
 PSNR_IDENTICAL = 99.0
@@ -213,12 +214,13 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def lighting_agreement(result: np.ndarray, target: np.ndarray, regions: FaceRegions) -> float:
+def lighting_agreement(result: np.ndarray, target: np.ndarray, regions: FaceRegions,
+                       sigma_frac: float = LOW_PASS_SIGMA) -> float:
     """Pearson correlation over ``regions.inner`` of the low-frequency luminance (grey image,
-    Gaussian blur with sigma ``LOW_PASS_SIGMA`` × width) of ``result`` and ``target``
+    Gaussian blur with sigma ``sigma_frac`` × width) of ``result`` and ``target``
     ``(H, W, 3) uint8`` BGR. 1.0: the same shading. NaN when the region is empty; when either
     side is flat, 1.0 if both are equal there, else 0.0."""
-    sigma = max(LOW_PASS_SIGMA * regions.width, 0.5)
+    sigma = max(sigma_frac * regions.width, 0.5)
     rows, cols = _roi(regions.inner, int(math.ceil(3 * sigma)) + 1)
     mask = regions.inner[rows, cols]
     if not mask.any():
@@ -367,6 +369,8 @@ def measure_case(session: "Session", prep: _Prepared, cfg: SwapConfig) -> dict[s
         "cos_target": to_tgt,
         "margin": to_src - to_tgt,
         "lighting": lighting_agreement(r.image, prep.target, prep.regions),
+        # at the scale of the lighting itself (SH order 2 varies over the face, not over an eye)
+        "lighting_wide": lighting_agreement(r.image, prep.target, prep.regions, WIDE_SIGMA),
         "edge": edge_ratio(r.image, prep.target, prep.regions),
         "bg_psnr": psnr,
         "bg_max": peak,
@@ -375,7 +379,7 @@ def measure_case(session: "Session", prep: _Prepared, cfg: SwapConfig) -> dict[s
     }
 
 
-METRICS = ("cos_source", "cos_target", "margin", "lighting", "edge", "bg_psnr", "bg_max", "ms")
+METRICS = ("cos_source", "cos_target", "margin", "lighting", "lighting_wide", "edge", "bg_psnr", "bg_max", "ms")
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -511,12 +515,14 @@ def _meets(row: dict[str, float], before: dict[str, float] | None) -> str:
     return "".join(marks)
 
 
-_HEAD = f"{'':<24}{'cos src':>8}{'cos tgt':>8}{'margin':>8}{'light':>7}{'edge':>7}{'bg dB':>7}{'bg max':>7}{'ms':>7}"
+_HEAD = (f"{'':<24}{'cos src':>8}{'cos tgt':>8}{'margin':>8}{'light':>7}{'light.2':>8}{'edge':>7}{'bg dB':>7}"
+         f"{'bg max':>7}{'ms':>7}")
 
 
 def _line(name: str, m: dict[str, Any]) -> str:
     return (f"{name:<24}{_fmt(m['cos_source'], '.3f'):>8}{_fmt(m['cos_target'], '.3f'):>8}"
-            f"{_fmt(m['margin'], '+.3f'):>8}{_fmt(m['lighting'], '.3f'):>7}{_fmt(m['edge'], '.2f'):>7}"
+            f"{_fmt(m['margin'], '+.3f'):>8}{_fmt(m['lighting'], '.3f'):>7}{_fmt(m.get('lighting_wide', float('nan')), '.3f'):>8}"
+            f"{_fmt(m['edge'], '.2f'):>7}"
             f"{_fmt(m['bg_psnr'], '.1f'):>7}{_fmt(float(m['bg_max']), '.0f'):>7}{_fmt(m['ms'], '.1f'):>7}")
 
 
@@ -543,7 +549,8 @@ def format_quality(report: dict[str, Any], verbose: bool = False) -> str:
     lines.append(f"targets: L lighting ≥ {LIGHTING_TARGET:.2f}, B background ≥ {BACKGROUND_TARGET_DB:.0f} dB, "
                  f"I margin ≥ before's − {MARGIN_SLACK:.2f} ('-' = missed)")
     lines.append("cos src/tgt: SFace cosine of the output's face to the source's / target's; margin = "
-                 "their difference; light: Pearson r of low-pass luminance over the face; edge: "
+                 "their difference; light: Pearson r of low-pass luminance over the face (sigma 0.08 of the "
+                 "face width; light.2: sigma 0.2, the scale of the lighting itself); edge: "
                  "gradient at the oval ÷ the target's (1 = no seam); bg dB / bg max: PSNR and largest "
                  "difference beyond 25 % of the face width outside the oval (max over cases); ms: "
                  "swap + blend per face (median)")
