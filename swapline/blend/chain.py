@@ -19,7 +19,6 @@ from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
 from ..swap.mesh import COARSE_STEP
 from ..swap.validity import CENTRE, EDGE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
-from .paste import blend_u8, quantize_alpha
 from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
 from .multiband import multiband_blend, multiband_reach
 from .poisson import poisson_blend
@@ -159,7 +158,7 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     ch, cw = geo.parts.shape
     h, w = swap.target.shape[:2]
     sx, sy = cw / w, ch / h
-    small = cv2.resize(swap.target, (cw, ch), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(swap.target, (cw, ch), interpolation=cv2.INTER_LINEAR)
     shade = cv2.resize(light.target_shade(), (cw, ch), interpolation=cv2.INTER_LINEAR)
     mesh_c = swap.mesh[:, :2] * np.array([sx, sy], np.float32)
     upper = np.arange(ch, dtype=np.float32)[:, None] < mesh_c[_NOSE_BASE, 1]
@@ -264,14 +263,12 @@ def _restore(region: np.ndarray, original: np.ndarray, occ: np.ndarray | None) -
     ``original`` where ``occ`` ``(h, w) float32`` is 1 (bit for bit), mixed where between."""
     if occ is None:
         return region
-    a8 = quantize_alpha(occ)
-    x, y, bw, bh = cv2.boundingRect((a8 > 0).view(np.uint8))
+    x, y, bw, bh = cv2.boundingRect((occ > 0.002).view(np.uint8))
     if bw and bh:
         box = (slice(y, y + bh), slice(x, x + bw))
-        region[box] = blend_u8(region[box], original[box], a8[box])
+        a = occ[box]
+        region[box] = cv2.blendLinear(original[box], region[box], a, 1.0 - a)
     return region
-
-
 def _colour_matched(swap: MeshSwap, sub: tuple[slice, slice], target: np.ndarray, mesh: np.ndarray,
                     config: SwapConfig, steady: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
     """The source texture over ``sub`` with the ``color_match`` the config asks for:

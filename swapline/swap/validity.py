@@ -108,10 +108,11 @@ def skin_statistics(ratio: np.ndarray, where: np.ndarray) -> np.ndarray | None:
 
 
 def _skin_features(pixels: np.ndarray) -> np.ndarray:
-    """``(..., 3)`` BGR ratios → ``(..., 3)`` log B/G, log R/G, log mean."""
-    p = np.log(np.maximum(np.asarray(pixels, np.float32), 1e-3))
-    lum = np.log(np.maximum(np.asarray(pixels, np.float32).mean(-1), 1e-3))
-    return np.stack([p[..., 0] - p[..., 1], p[..., 2] - p[..., 1], lum], -1)
+    """``(..., 3)`` BGR ratios → ``(..., 3) float32`` log B/G, log R/G, log mean."""
+    p = np.maximum(np.asarray(pixels, np.float32), np.float32(1e-3))
+    lum = p.sum(-1, keepdims=True) * np.float32(1.0 / 3.0)
+    logs = np.log(np.concatenate([p, lum], -1))
+    return np.stack([logs[..., 0] - logs[..., 1], logs[..., 2] - logs[..., 1], logs[..., 3]], -1)
 
 
 def skin_distance(ratio: np.ndarray, stats: np.ndarray, dark_weight: float = 1.0) -> np.ndarray:
@@ -267,13 +268,13 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
     Returns:
         ``(h, w) float32``: 1 where the swap may go, falling to 0 over occluders.
     """
-    ratio = image.astype(np.float32) / np.maximum(shade, 1.0)
+    ratio = cv2.divide(image, cv2.max(shade, 1.0), dtype=cv2.CV_32F)
     stats = skin_statistics(ratio, skin_where & testable)
     keep = np.ones(image.shape[:2], np.float32)
     if stats is None:
         return keep
-    d = skin_distance(ratio, stats, OCCLUDER_DARK_WEIGHT)
-    occ = (_smoothstep(d, SKIN_SOFT, SKIN_HARD) * testable).astype(np.float32)
+    occ = np.zeros(image.shape[:2], np.float32)  # only where the test applies
+    occ[testable] = _smoothstep(skin_distance(ratio[testable], stats, OCCLUDER_DARK_WEIGHT), SKIN_SOFT, SKIN_HARD)
     # specks are noise, an occluder has extent: open, then grow a little and soften
     k = max(1, int(round(0.015 * face_width)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
