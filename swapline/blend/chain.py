@@ -18,7 +18,7 @@ from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
 from ..swap.mesh import COARSE_STEP
-from ..swap.validity import CENTRE, EDGE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
+from ..swap.validity import CENTRE, EDGE, FEATURE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
 from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
 from .multiband import multiband_blend, multiband_reach
 from .poisson import poisson_blend
@@ -168,7 +168,13 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     own = polygon_mask((ch, cw), geo.target_mesh[_OVAL, :2] * np.array([sx, sy], np.float32))
     own_w = cv2.remap(own, tx, ty, cv2.INTER_LINEAR) > 0.5  # the target's own face, as drawn
     ring = (geo.parts == 0) & (geo.changed_canvas > 0) & (geo.face_canvas < 0.5) & own_w
-    testable = (geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead_zone((ch, cw), mesh_c))) | ring
+    forehead = forehead_zone((ch, cw), mesh_c)
+    # above the brows the features by their own outlines (brow triangles reach far up), below
+    # them by their triangles (eye sockets and the nose's sides are shaded more than the smooth
+    # light predicts)
+    brows = area_mask((ch, cw), mesh_c, ("brows",)) > 0.5
+    testable = ((geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead))
+                | ((geo.parts == FEATURE) & forehead & ~brows) | ring)
     width = float(np.ptp(mesh_c[_OVAL, 0]))
     occ_w = 1.0 - occluder_keep(small, shade, skin_patches((ch, cw), mesh_c), testable, width)
     # back to the target's own pixels: q shows what the warp put at q - (T(q) - q)

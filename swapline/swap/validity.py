@@ -39,10 +39,11 @@ _OVAL = topo.as_array(topo.FACE_OVAL)
 _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
 RATIO_RANGE = (0.02, 3.0)  # a texel's colour over its predicted skin colour, clipped to this
-SKIN_SOFT, SKIN_HARD = 2.5, 4.5
+SKIN_SOFT, SKIN_HARD = 2.5, 4.5  # skin distance where a texel starts / stops being skin
 # weight on darkness in the target's occluder test: creases and the shade under the nose are
 # darker than the smooth lighting predicts, hair is several times darker still
-OCCLUDER_DARK_WEIGHT = 0.5  # skin distance where a texel starts / stops being skin
+OCCLUDER_DARK_WEIGHT = 0.5
+OCCLUDER_OPEN, OCCLUDER_GROW, OCCLUDER_SOFT = 0.015, 0.02, 0.008  # fractions of the face width
 
 
 def _feature_vertices() -> np.ndarray:
@@ -275,10 +276,13 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
         return keep
     occ = np.zeros(image.shape[:2], np.float32)  # only where the test applies
     occ[testable] = _smoothstep(skin_distance(ratio[testable], stats, OCCLUDER_DARK_WEIGHT), SKIN_SOFT, SKIN_HARD)
-    # specks are noise, an occluder has extent: open, then grow a little and soften
-    k = max(1, int(round(0.015 * face_width)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
-    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel)
-    occ = cv2.dilate(occ, kernel)
-    occ = cv2.GaussianBlur(occ, (0, 0), max(0.5, 0.01 * face_width))
+    # specks are noise, an occluder has extent: open (thin strands survive), grow past the soft
+    # edge so the occluder's own pixels stay whole, then soften
+    def disc(frac: float) -> np.ndarray:
+        k = max(1, int(round(frac * face_width)))
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, disc(OCCLUDER_OPEN))
+    occ = cv2.dilate(occ, disc(OCCLUDER_GROW))
+    occ = cv2.GaussianBlur(occ, (0, 0), max(0.5, OCCLUDER_SOFT * face_width))
     return np.clip(1.0 - occ, 0.0, 1.0, out=keep)
