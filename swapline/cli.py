@@ -163,7 +163,7 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-occluders", dest="keep_occluders", action="store_true",
                    help="keep what is not skin in front of the target's face (hair, a fringe, glasses "
                         "frames, hands) in front of the swap; looks more real, reads a little less "
-                        "like the source to a face recognizer (+3 ms)")
+                        "like the source to a face recognizer (+8 ms)")
     g.add_argument("--occlusion-gate", dest="keep_occluders", action="store_true",
                    help="old name of --keep-occluders (the column-wise gate it named is gone)")
     g.add_argument("--no-source-validity", dest="source_validity", action="store_false",
@@ -187,7 +187,7 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "target's level of detail, so it does not look pasted on or shimmer in video)")
     g.add_argument("--blend", choices=BLEND_MODES, default=d.blend,
                    help="alpha: feathered mask (default, ≈1 ms); multiband: Laplacian-pyramid blend, low "
-                        "frequencies across a wide band and detail across a narrow one (+5 ms); poisson: "
+                        "frequencies across a wide band and detail across a narrow one (+9 ms); poisson: "
                         "gradient-domain blend solved "
                         "on the face region only (+6 ms; evens out lighting at the edge, can wash out "
                         "a bright forehead)")

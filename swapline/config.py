@@ -60,12 +60,12 @@ class SwapConfig:
     # realism: per-texel validity of the source texture (visibility, outline and hairline
     # distance, the source's own skin model; mirrored completion), the target's occluders kept
     source_validity: bool = True
-    keep_occluders: bool = False  # costs 0.05 of identity margin on the quality benchmark
+    keep_occluders: bool = False  # costs ≈ 0.1 of identity margin on the quality benchmark
     # colour and blend
     color_match: ColorMatch = "lab"
     detail_match: bool = True
     relight: float = 0.3  # chosen by measurement: lighting agreement up, identity kept
-    blend: BlendMode = "alpha"  # multiband seams measure a little better but cost ≈ 5 ms a face
+    blend: BlendMode = "alpha"  # multiband seams measure a little better but cost ≈ 9 ms a face
     # neural models (names from the model catalogue; "builtin" is the weight-free mesh swapper)
     face_swapper_model: str = "builtin"
     face_swapper_weight: float = 1.0
