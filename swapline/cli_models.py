@@ -41,7 +41,11 @@ def register(subparsers: Any) -> None:
     prep.add_argument("names", nargs="*", metavar="NAME", help="models to prepare (default: the default set)")
     prep.add_argument("--all", action="store_true", help="prepare every catalogue model")
     add_runtime_options(prep)
-    check = sub.add_parser("verify", help="re-hash every file at hand; bad cached files are deleted")
+    check = sub.add_parser(
+        "verify",
+        help="re-hash every file at hand against the catalogue or its manifest record, the optimised "
+             "copies included; bad cached files are deleted",
+    )
     add_runtime_options(check)
 
 
@@ -72,7 +76,8 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
             print(f"{'ok ' if ok else 'BAD'}  {name:<16} {message}", file=stream)
         bad = sum(1 for _, ok, _ in checks if not ok)
         if bad:
-            print(f"{bad} file(s) failed; cached ones were deleted and will be fetched again", file=stream)
+            print(f"{bad} file(s) failed; cached ones were deleted and will be fetched or made again",
+                  file=stream)
         return 1 if bad else 0
     print(f"unknown models command {command!r}", file=sys.stderr)
     return 2

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -261,11 +262,14 @@ FILE_STEPS: dict[str, FileStep] = {
 CONVERSIONS: dict[str, ModelStep | FileStep] = {**MODEL_STEPS, **FILE_STEPS}
 
 
-def apply_conversions(src: Path, dst: Path, steps: Sequence[str]) -> None:
+def apply_conversions(src: Path, dst: Path, steps: Sequence[str]) -> str:
     """Run ``steps`` (names in :data:`CONVERSIONS`) on ``src`` and write the result to ``dst``.
 
     A file step may only come first (it turns a non-ONNX file into ONNX). The result is checked
     with ``onnx.checker`` and written to a temporary name first, then renamed onto ``dst``.
+    Returns the sha256 of the bytes written, hashed before they reached the disk, so the caller
+    can prove (by hashing ``dst``) that the file holds them and record it in the manifest
+    (:mod:`swapline.models.manifest`).
     """
     unknown = [s for s in steps if s not in CONVERSIONS]
     if unknown:
@@ -286,6 +290,8 @@ def apply_conversions(src: Path, dst: Path, steps: Sequence[str]) -> None:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:
             raise ModelError(f"converted {src.name} is not a valid ONNX model: {exc}".replace("\n", " ")) from exc
+        data = model.SerializeToString()
         out = Path(tmp) / "result.onnx"
-        onnx.save(model, str(out))
+        out.write_bytes(data)
         os.replace(out, dst)
+    return hashlib.sha256(data).hexdigest()

