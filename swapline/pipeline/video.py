@@ -12,7 +12,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,11 @@ class JobReport:
         stage_ms: milliseconds per step summed over frames (detect, mesh, embed, track, swap,
             blend).
         peak_rss_mb: the process's peak resident memory so far.
+        copied: streams copied from the target, by kind (``{"audio": 2, "subtitle": 1, "data": 0}``).
+        dropped: the target's subtitle/data streams the output container cannot hold (left out).
+        damaged_packets: video packets of the target that could not be decoded (skipped).
+        concealed_frames: frames FFmpeg decoded with concealed errors (kept).
+        remuxed: no frame changed, so the target's packets were copied unchanged (no re-encode).
     """
 
     frames: int
@@ -52,6 +57,11 @@ class JobReport:
     stages: tuple[StageMetrics, ...]
     stage_ms: dict[str, float]
     peak_rss_mb: float
+    copied: dict[str, int] = field(default_factory=dict)
+    dropped: tuple[str, ...] = ()
+    damaged_packets: int = 0
+    concealed_frames: int = 0
+    remuxed: bool = False
 
     @property
     def fps(self) -> float:
@@ -141,7 +151,10 @@ def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, co
 def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output: Path, config: SwapConfig,
                video: VideoConfig, *, reference: np.ndarray | None = None, force: bool = False,
                progress: bool = True, processors: Processors = NO_PROCESSORS) -> JobReport:
-    """Swap ``source`` into the video ``target`` and write ``output`` (audio copied).
+    """Swap ``source`` into the video ``target`` and write ``output`` (audio, subtitle and data
+    streams copied). When no face is swapped in any frame, the target's packets are copied
+    unchanged instead of the re-encoded frames (where the output container can hold them and
+    no trim is asked); damaged packets of the target are skipped and counted (see JobReport).
 
     Raises:
         InputError: the target is not a readable video (or is truncated / corrupt).
@@ -182,9 +195,13 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
             frames = (FrameWork(index=f.index, pts=f.pts, image=f.image) for f in reader)
             pipeline = Pipeline(frames, stages, sink)
             pipeline.run()
+            copied, dropped = dict(writer.copied), tuple(writer.dropped)
+            remuxed = swapped == 0 and writer.finish_as_copy(Path(target))
     finally:
         reader.close()
         bar.close()
     seconds = time.perf_counter() - started
     return JobReport(frames=pipeline.sink_metrics.items, swapped=swapped, seconds=seconds,
-                     stages=tuple(pipeline.metrics()), stage_ms=stage_ms, peak_rss_mb=peak_rss_mb())
+                     stages=tuple(pipeline.metrics()), stage_ms=stage_ms, peak_rss_mb=peak_rss_mb(),
+                     copied=copied, dropped=dropped, damaged_packets=reader.damaged_packets,
+                     concealed_frames=reader.concealed_frames, remuxed=remuxed)

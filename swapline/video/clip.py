@@ -38,17 +38,20 @@ def zoom_pan_frames(image: np.ndarray, count: int, size: tuple[int, int], zoom: 
 
 def write_clip(frames: Iterator[np.ndarray], path: Path, fps: int | Fraction = 25, crf: int = 18) -> int:
     """Encode BGR frames to an H.264 file at ``path`` (written to a temporary name, then renamed).
+    The frames' size is kept exactly (odd sizes are coded 4:4:4, see :func:`pixel_format`).
     Returns the number of frames."""
+    from .writer import pixel_format
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part{path.suffix}")
     n = 0
     try:
         with av.open(str(tmp), "w") as out:
             stream = out.add_stream("libx264", rate=Fraction(fps))
-            stream.pix_fmt = "yuv420p"
             stream.options = {"crf": str(crf), "preset": "veryfast"}
             for frame in frames:
                 if n == 0:
                     stream.width, stream.height = frame.shape[1], frame.shape[0]
+                    stream.pix_fmt = pixel_format("libx264", frame.shape[1], frame.shape[0])
                 vf = bgr_to_frame(frame)
                 out.mux(stream.encode(vf))
                 n += 1

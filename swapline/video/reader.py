@@ -4,9 +4,12 @@ Frames come out as ``(H, W, 3) uint8`` BGR arrays in the coded orientation (the 
 is *not* applied; :class:`~swapline.video.writer.VideoWriter` copies the rotation metadata to
 the output instead), each with its 0-based output index and its input ``pts``.
 
-Policy on damaged inputs: any decode or demux error, and any video that ends before the frame
-count its container announces, raises :class:`~swapline.errors.InputError` in the consumer —
-a truncated video is reported, not silently shortened.
+Policy on damaged inputs: FFmpeg's decoders conceal damage where they can (the frame comes out,
+flagged corrupt, and is counted in :attr:`VideoReader.concealed_frames`); a packet the decoder
+rejects is skipped and counted in :attr:`VideoReader.damaged_packets`, and the job goes on.
+Only a container that cannot be read (a demux error, no decodable frame at all) or a video that
+ends before the frame count its container announces raises :class:`~swapline.errors.InputError`
+in the consumer — a truncated video is reported, not silently shortened.
 """
 
 from __future__ import annotations
@@ -148,12 +151,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
 
         # The first frame: proves the stream decodes and carries the display matrix (FFmpeg puts
         # the stream's coded side data on the frames; av 18 has no stream-level getter).
-        try:
-            first = next(container.decode(stream), None)
-        except av.error.FFmpegError as exc:
-            raise _not_a_video(p, f"the first frame cannot be decoded ({_reason(exc)})") from exc
-        if first is None:
-            raise _not_a_video(p, "no frame can be decoded")
+        first = _first_frame(p, container, stream)
         rotation, matrix = 0, None
         side_data: Any = first.side_data  # a SideDataContainer (the stub says one SideData)
         for sd in side_data or ():
@@ -195,6 +193,26 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         container.close()
 
 
+def _first_frame(p: Path, container: av.container.InputContainer, stream: Any) -> Any:
+    """The first frame that decodes, skipping up to ``_PROBE_PACKETS`` damaged packets."""
+    last: Exception | None = None
+    packets = container.demux(stream)
+    for i, packet in enumerate(packets):
+        if i >= _PROBE_PACKETS:
+            break
+        try:
+            for frame in packet.decode():
+                return frame
+        except av.error.FFmpegError as exc:
+            if isinstance(exc, av.error.EOFError):
+                break
+            last = exc
+    if last is not None:
+        raise _not_a_video(p, f"no frame can be decoded ({_reason(last)})") from last
+    raise _not_a_video(p, "no frame can be decoded")
+
+
+_PROBE_PACKETS = 250
 _END = object()
 _SHORTFALL_TOLERANCE = 2
 
@@ -208,8 +226,12 @@ class VideoReader:
     software decoding (silently; also when NVDEC fails on the file, from the frame it failed
     at). Use as a context manager, or call :meth:`close`.
 
+    Damage: packets the decoder rejects are skipped (``damaged_packets``), frames it repaired by
+    error concealment are yielded (``concealed_frames``); both are final once iteration ends.
+
     Raises (from ``__init__``): InputError for an unreadable video, ConfigError for a bad trim.
-    Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>").
+    Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>") when the
+    container cannot be read on or the video ends early.
     """
 
     def __init__(
@@ -240,6 +262,8 @@ class VideoReader:
         self._closed = False
         self._hardware = False  # NVDEC in use (set by _open)
         self._seen = 0  # input frames decoded (and handed on, when past trim_start)
+        self.damaged_packets = 0  # video packets the decoder rejected (skipped)
+        self.concealed_frames = 0  # frames decoded with concealed errors (kept)
         self._container = self._open(hwaccel)
 
     # -- setup -------------------------------------------------------------------------------
@@ -287,7 +311,7 @@ class VideoReader:
             expected = self.info.frame_count if stop_at is None else min(stop_at, self.info.frame_count)
             # A couple of frames may legitimately go missing (edit lists, decoder delay quirks);
             # more than that means the file ends early.
-            if n is not None and self.info.frame_count_exact and n < expected - _SHORTFALL_TOLERANCE:
+            if n is not None and self.info.frame_count_exact and n + self.damaged_packets < expected - _SHORTFALL_TOLERANCE:
                 raise InputError(
                     f"corrupt or truncated video {self.path}: it ends after {n} of {self.info.frame_count} frames"
                 )
@@ -310,13 +334,26 @@ class VideoReader:
         stream.thread_type = "AUTO"
         n = 0  # input frame index
         stop_at = self.trim_end
+        # NVDEC's failures must reach _decode (which falls back to software); in software a
+        # packet the decoder rejects is damage: skip it, count it, go on.
+        tolerant = not self._hardware
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return None
-            for vf in packet.decode():
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                if not tolerant:
+                    raise
+                if n >= max(self.trim_start, skip) and (stop_at is None or n < stop_at):
+                    self.damaged_packets += 1
+                continue
+            for vf in decoded:
                 if stop_at is not None and n >= stop_at:
                     break
                 if n >= max(self.trim_start, skip):
+                    if getattr(vf, "is_corrupt", False):
+                        self.concealed_frames += 1
                     frame = Frame(index=n - self.trim_start, pts=vf.pts, image=frame_to_bgr(vf))
                     if not self._put(frame):
                         return None

@@ -6,10 +6,16 @@ deletes the temporary file, so nothing ever appears under the final name half-wr
 
 Timing: the output video stream keeps the input's average frame rate and time base (where the
 container allows: .mkv/.webm use 1/1000) and the input pts, shifted so that with a trim the first
-written frame starts where the input's first frame started. Audio packets of the input's first
-audio stream are muxed as they are (payload bytes untouched), interleaved as video is written;
-with a trim only the packets inside the trimmed span are kept, shifted by the same offset.
+written frame starts where the input's first frame started. The packets of every audio, subtitle
+and data stream of the input are muxed as they are (payload bytes untouched), interleaved as
+video is written; with a trim only the packets inside the trimmed span are kept, shifted by the
+same offset. A subtitle or data stream the output container cannot hold is left out and named
+in :attr:`VideoWriter.dropped`; an audio stream it cannot hold is an error.
 Rotation: the input's display matrix is written on the output video stream.
+Size: the output has exactly the input's size. H.264/HEVC cannot code an odd width or height in
+4:2:0 (not even with cropping, which is in 2-pixel steps there), so odd sizes are coded 4:4:4.
+:meth:`VideoWriter.finish_as_copy` replaces the encoded frames by the input's own packets (a
+job that changed no frame is remuxed, not re-encoded).
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from .frames import bgr_to_frame
 from .probe import probe_hardware
 from .reader import VideoInfo
 
-__all__ = ["OUTPUT_VIDEO_EXTENSIONS", "EncodeOptions", "VideoWriter", "probe_hardware"]
+__all__ = ["OUTPUT_VIDEO_EXTENSIONS", "EncodeOptions", "VideoWriter", "pixel_format", "probe_hardware"]
+
+# Stream kinds copied packet by packet from the input (besides the video, which is encoded).
+COPIED_KINDS: tuple[str, ...] = ("audio", "subtitle", "data")
 
 OUTPUT_VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm")
 
@@ -108,13 +117,71 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def pixel_format(encoder: str, width: int, height: int) -> str:
+    """The pixel format to encode a ``width`` × ``height`` video with ``encoder``.
+
+    ``yuv420p`` (what every player plays) for even sizes. For an odd width or height, 4:2:0
+    cannot be coded by H.264/HEVC encoders (x264, x265, NVENC fail with "Generic error in an
+    external library"; the bitstream's cropping is in 2-pixel steps in 4:2:0), so the first
+    4:4:4 format the encoder takes is used: the size stays exact, nothing is resized. VP9 and
+    AV1 code odd sizes in 4:2:0 and keep ``yuv420p``.
+    """
+    if width % 2 == 0 and height % 2 == 0:
+        return "yuv420p"
+    try:
+        codec = av.codec.Codec(encoder, "w")
+    except Exception:  # noqa: BLE001 - validated elsewhere; let the encoder's own error speak
+        return "yuv420p"
+    if codec.name not in ("h264", "hevc", "libx264", "libx265") and not encoder.endswith(("_nvenc", "_qsv", "_vaapi")):
+        return "yuv420p"
+    formats = [f.name for f in (codec.video_formats or ())]
+    for name in ("yuv444p", "gbrp", "bgr0"):
+        if name in formats:
+            return name
+    return "yuv420p"
+
+
+def _can_hold(format_name: str, template: Any) -> bool:
+    """Whether an output of ``format_name`` accepts a stream copied from ``template`` (tried on a
+    throw-away in-memory file: some muxers only refuse a codec when the header is written)."""
+    import io
+
+    try:
+        with av.open(io.BytesIO(), "w", format=format_name) as probe_out:
+            probe_out.add_stream_from_template(template)
+            probe_out.start_encoding()
+        return True
+    except Exception:  # noqa: BLE001 - any refusal means "cannot hold"
+        return False
+
+
+def _regenerated(packet: Any, format_name: str) -> bool:
+    """An empty end-of-cue sample of a mov_text stream going into an MP4/MOV file: that muxer
+    writes its own (it ends every cue before the next packet of any stream), so copying the
+    input's would double them."""
+    if packet.size != 2 or packet.stream.type != "subtitle" or format_name not in _MOV_MUXERS:
+        return False
+    ctx = packet.stream.codec_context
+    return ctx is not None and ctx.name == "mov_text" and bytes(packet) == b"\0\0"
+
+
+_MOV_MUXERS = ("mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v")
+
+
+def _describe(stream: Any) -> str:
+    name = stream.codec_context.name if stream.codec_context is not None else getattr(stream, "name", None)
+    return f"{stream.type} stream #{stream.index} ({name or 'unknown codec'})"
+
+
 class VideoWriter:
     """Encode ``(H, W, 3) uint8`` BGR frames (coded orientation) to a video file; use with ``with``.
 
     ``info`` is the input's :class:`VideoInfo` (size, rate, time base, rotation). ``audio_from``:
-    a file whose first audio stream is copied packet by packet (usually ``info.path``; ``None``:
-    no audio). ``trim_start``/``trim_end``: the input frame range being written, so the audio
-    is cut to the same span.
+    a file whose audio, subtitle and data streams are copied packet by packet (usually
+    ``info.path``; ``None``: none). ``trim_start``/``trim_end``: the input frame range being
+    written, so the copied streams are cut to the same span. After construction ``copied``
+    counts the streams copied per kind (``{"audio": 2, "subtitle": 1, "data": 0}``) and
+    ``dropped`` describes the subtitle/data streams the container cannot hold.
 
     Raises (from ``__init__``): OutputError (unsupported extension, missing folder, folder not
     writable, codec the container cannot hold), ConfigError (bad encoder options).
@@ -152,13 +219,16 @@ class VideoWriter:
         self._out: Any = None
         self._audio_in: Any = None
         self._audio_packets: Iterator[Any] | None = None
-        self._pending: Any = None  # the next audio packet, read but not yet muxed
+        self._pending: Any = None  # the next copied packet, read but not yet muxed
+        self._targets: dict[int, Any] = {}  # input stream index → output stream (copied streams)
+        self.copied: dict[str, int] = {kind: 0 for kind in COPIED_KINDS}
+        self.dropped: list[str] = []
         self._done = False
         self._count = 0
         self._last_pts: int | None = None
         self._offset: int | None = None  # video pts shift (input → output), set by the first write
-        self._audio_start: int | None = None  # input audio pts range kept, in the audio time base
-        self._audio_offset = 0
+        self._copy_start: Fraction | None = None  # input time (s) where the copied span starts (trim)
+        self._copy_offset = Fraction(0)  # seconds subtracted from copied packets' times (trim)
         try:
             with open(self.temp_path, "wb"):  # proves the folder is writable before any work
                 pass
@@ -183,7 +253,7 @@ class VideoWriter:
         stream = self._out.add_stream(encoder, rate=info.fps, options=self.options.codec_options(encoder))
         stream.width = info.width
         stream.height = info.height
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pixel_format(encoder, info.width, info.height)
         stream.time_base = info.time_base
         stream.codec_context.time_base = info.time_base
         stream.codec_context.framerate = info.fps
@@ -201,19 +271,33 @@ class VideoWriter:
             self._audio_in = av.open(str(audio_from), "r")
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot read the audio of {audio_from}: {_reason(exc)}") from exc
-        if not self._audio_in.streams.audio:
+        sources = [s for s in self._audio_in.streams if s.type in COPIED_KINDS]
+        for src in sources:
+            if src.type == "audio":
+                if src.codec_context.name not in supported:
+                    raise OutputError(
+                        f"{ext} files cannot hold the input's {src.codec_context.name} audio (copied unchanged); "
+                        "use .mp4, .mov or .mkv"
+                    )
+            else:
+                name = src.codec_context.name if src.codec_context is not None else None
+                if (name is None or name not in supported) and not _can_hold(self._out.format.name, src):
+                    self.dropped.append(f"{_describe(src)}: {ext} files cannot hold it")
+                    continue
+            try:
+                self._targets[src.index] = self._out.add_stream_from_template(src)
+            except (av.error.FFmpegError, ValueError) as exc:
+                if src.type == "audio":
+                    raise OutputError(f"cannot copy the input's audio into {self.path}: {_reason(exc)}") from exc
+                self.dropped.append(f"{_describe(src)}: {_reason(exc)}")
+                continue
+            self.copied[src.type] += 1
+        if not self._targets:
             self._audio_in.close()
             self._audio_in = None
             return
-        src = self._audio_in.streams.audio[0]
-        if src.codec_context.name not in supported:
-            raise OutputError(
-                f"{ext} files cannot hold the input's {src.codec_context.name} audio (copied unchanged); "
-                "use .mp4, .mov or .mkv"
-            )
-        self._audio = self._out.add_stream_from_template(src)
-        self._audio_tb = Fraction(src.time_base)
-        self._audio_packets = self._audio_in.demux(src)
+        chosen = [s for s in sources if s.index in self._targets]
+        self._audio_packets = self._audio_in.demux(*chosen)
 
     # -- timing ---------------------------------------------------------------------------------
     def _input_time(self, out_pts: int) -> Fraction:
@@ -225,19 +309,20 @@ class VideoWriter:
         if self.trim_start > 0:
             self._offset = first_input_pts - info.start_pts
             if self._audio_packets is not None:
-                start_s = first_input_pts * info.time_base
-                self._audio_start = round(start_s / self._audio_tb)
-                self._audio_offset = round(self._offset * info.time_base / self._audio_tb)
+                self._copy_start = first_input_pts * info.time_base
+                self._copy_offset = self._offset * info.time_base
         else:
             self._offset = 0
 
-    # -- audio ------------------------------------------------------------------------------------
+    # -- copied streams (audio, subtitles, data) ----------------------------------------------------
     def _next_audio(self) -> Any:
         if self._pending is None and self._audio_packets is not None:
             for packet in self._audio_packets:
                 if packet.size == 0 or packet.pts is None and packet.dts is None:
                     continue
-                if self._audio_start is not None and self._ts(packet) < self._audio_start:
+                if _regenerated(packet, self._out.format.name):
+                    continue
+                if self._copy_start is not None and self._seconds(packet) < self._copy_start:
                     continue
                 self._pending = packet
                 break
@@ -249,18 +334,24 @@ class VideoWriter:
     def _ts(packet: Any) -> int:
         return int(packet.pts if packet.pts is not None else packet.dts)
 
+    def _seconds(self, packet: Any) -> Fraction:
+        return self._ts(packet) * Fraction(packet.stream.time_base)
+
     def _mux_audio(self, until: Fraction | None) -> None:
-        """Mux audio packets that start before ``until`` (input seconds); ``None``: all the rest."""
+        """Mux copied packets (audio, subtitles, data; in file order) that start before ``until``
+        (input seconds); ``None``: all the rest."""
         while (packet := self._next_audio()) is not None:
-            if until is not None and self._ts(packet) * self._audio_tb >= until:
+            if until is not None and self._seconds(packet) >= until:
                 return
             self._pending = None
-            if self._audio_offset:
+            target = self._targets[packet.stream.index]
+            if self._copy_offset:
+                shift = round(self._copy_offset / Fraction(packet.stream.time_base))
                 if packet.pts is not None:
-                    packet.pts -= self._audio_offset
+                    packet.pts -= shift
                 if packet.dts is not None:
-                    packet.dts -= self._audio_offset
-            packet.stream = self._audio
+                    packet.dts -= shift
+            packet.stream = target
             self._out.mux(packet)
 
     # -- public -------------------------------------------------------------------------------------
@@ -297,6 +388,45 @@ class VideoWriter:
     @property
     def frames_written(self) -> int:
         return self._count
+
+    def finish_as_copy(self, source: Path) -> bool:
+        """Finish with ``source``'s own packets instead of the encoded frames: the video and the
+        copied (audio, subtitle, data) streams are remuxed unchanged, then renamed into place.
+
+        Used when a job changed no pixel. Only without a trim (a packet copy cannot cut between
+        keyframes). Returns ``False``, and changes nothing, when the copy cannot be made (a trim,
+        a video codec the output container cannot hold, a muxer that refuses the packets); the
+        caller then finishes the encoded file with :meth:`close`.
+        """
+        if self._done or self._out is None:
+            return False
+        info = self.info
+        if self.trim_start > 0 or (
+            self.trim_end is not None and (not info.frame_count_exact or self.trim_end < info.frame_count)
+        ):
+            return False
+        copy_path = self.temp_path.with_name(self.temp_path.name + ".copy")
+        try:
+            _remux(source, copy_path, self._out.format.name, set(self._targets))
+        except (av.error.FFmpegError, OSError, ValueError, OutputError):
+            with contextlib.suppress(OSError):
+                os.unlink(copy_path)
+            return False
+        try:
+            with contextlib.suppress(Exception):
+                self._out.close()  # the encoded frames are not wanted
+            self._out = None
+            self._close_audio()
+            os.replace(copy_path, self.path)
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp_path)
+            self._done = True
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(copy_path)
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from exc
+        return True
 
     def close(self) -> None:
         """Flush the encoder, mux the remaining audio, finalize and rename into place.
@@ -356,3 +486,23 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def _remux(source: Path, path: Path, format_name: str, copied: set[int]) -> None:
+    """Write ``source``'s first video stream and the streams with index in ``copied`` to ``path``
+    (format ``format_name``), every packet unchanged (payload, pts, dts, flags)."""
+    with av.open(str(source), "r") as src:
+        video = src.streams.video[0]
+        chosen = [video, *(s for s in src.streams if s.index in copied)]
+        with av.open(str(path), "w", format=format_name) as out:
+            supported = out.supported_codecs
+            if video.codec_context.name not in supported:
+                raise OutputError(f"{path.suffix} files cannot hold {video.codec_context.name} video")
+            targets = {s.index: out.add_stream_from_template(s) for s in chosen}
+            for packet in src.demux(*chosen):
+                if packet.size == 0 or packet.dts is None and packet.pts is None:
+                    continue
+                if _regenerated(packet, format_name):
+                    continue
+                packet.stream = targets[packet.stream.index]
+                out.mux(packet)
