@@ -3,18 +3,43 @@
 A thin layer over :mod:`swapline.api`: it parses options into the frozen configs, and turns any
 :class:`~swapline.errors.SwaplineError` into one line on stderr and a non-zero exit code. Set
 ``SWAPLINE_DEBUG=1`` to see tracebacks.
+
+Exit codes: 0 done, 2 bad input or option, 3 output problem, 4 no face in the source, 5 model
+problem (including a model cache folder that cannot be used), 70 a bug, 130 interrupted (SIGINT,
+SIGTERM or SIGHUP, however often they come), 141 the reader of stdout went away (a broken pipe
+ends quietly, as with ``swapline doctor | head -1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+# Signals that come while Python is still importing swapline (a second or more on a busy machine)
+# are only noted here; main() then ends with the one "interrupted" line instead of a traceback.
+# Only when this process is the swapline command: importing the module installs nothing.
+_EARLY_STOPS: list[int] = []
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _launched_as_command() -> bool:
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return argv0.name == "swapline" or (argv0.name == "__main__.py" and argv0.parent.name == "swapline")
+
+
+if _launched_as_command():
+    try:
+        for _sig in _STOP_SIGNALS:
+            signal.signal(_sig, lambda signum, frame: _EARLY_STOPS.append(signum))
+    except ValueError:  # not the main thread
+        pass
+
+from . import __version__, tempfiles
 from .config import (
     BLEND_MODES,
     COLOR_MATCHES,
@@ -36,6 +61,8 @@ from .runtime.session import PROVIDER_NAMES
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped by a closed pipe
+PROGRESS_MODES = ("auto", "always", "never")
 _DEFAULTS = SwapConfig()
 
 
@@ -76,8 +103,17 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
 def runtime_from_args(args: argparse.Namespace) -> RuntimeConfig:
     if args.execution_thread_count < 0:
         raise ConfigError(f"--execution-thread-count must be 0 (all cores) or more (got {args.execution_thread_count})")
+    cores = usable_cores()
+    if args.execution_thread_count > 4 * cores:
+        raise ConfigError(f"--execution-thread-count must be at most 4 × the {cores} usable core(s) = {4 * cores} "
+                          f"(got {args.execution_thread_count})")
     if args.execution_device_id < 0:
         raise ConfigError(f"--execution-device-id must be 0 or more (got {args.execution_device_id})")
+    if args.model_dir is not None:
+        if not args.model_dir.exists():
+            raise ConfigError(f"--model-dir folder does not exist: {args.model_dir}")
+        if not args.model_dir.is_dir():
+            raise ConfigError(f"--model-dir is not a folder: {args.model_dir}")
     return RuntimeConfig(
         execution_providers=tuple(args.execution_providers),
         execution_device_id=args.execution_device_id,
@@ -88,6 +124,32 @@ def runtime_from_args(args: argparse.Namespace) -> RuntimeConfig:
         video_memory_strategy=args.video_memory_strategy,
         max_video_memory=args.max_video_memory,
     )
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _pixels(text: str) -> int:
+    """``--max-pixels``: an integer, or with a k / M / G suffix (``100M``)."""
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid pixel count: {text!r} (e.g. 100000000 or 100M)") from None
+    if value != value or value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more (got {text!r})")
+    return int(value)
+
+
+def add_progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                   help="progress bars: auto (only when stderr is a terminal, so logs stay clean), "
+                        "always or never (default: %(default)s)")
 
 
 def add_swap_options(p: argparse.ArgumentParser) -> None:
@@ -295,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-image-quality", type=int, default=95, metavar="Q",
                    help="JPEG/WebP quality 1..100 (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--max-pixels", type=_pixels, default=_image_limits()[0], metavar="N",
+                   help="refuse images larger than N pixels, read from the file's header before "
+                        f"decoding (decompression bombs); k/M/G suffixes, at most {_image_limits()[1]} "
+                        "(default: %(default)s)")
+    add_progress_option(p)
     add_swap_options(p)
     add_video_options(p)
     add_runtime_options(p)
@@ -304,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Grace Hopper into each other and write the results to a folder.")
     p.add_argument("-o", "--output-dir", type=Path, default=Path("swapline-demo"),
                    help="folder for the results (default: %(default)s)")
+    add_progress_option(p)
     add_runtime_options(p)
 
     p = sub.add_parser("benchmark", help="time the image swap per stage, the video pipelines, or judge realism",
@@ -349,56 +417,189 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``swapline`` console script; returns the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors: already printed; return, don't exit
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    if args.command is None:
-        parser.print_help()
-        return 2
+    stops = _StopSignals()
+    args: argparse.Namespace | None = None
     debug = os.environ.get("SWAPLINE_DEBUG") == "1"
-    warnings.simplefilter("default")
-    warnings.showwarning = _show_warning
-    previous = _terminate_as_interrupt()
     try:
-        return _dispatch(args)
+        try:
+            if _EARLY_STOPS:  # a signal came while Python was still importing swapline
+                stops.name = signal.Signals(_EARLY_STOPS[0]).name
+                raise KeyboardInterrupt
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:  # --help, --version, usage errors: already printed; return, don't exit
+                return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+            if args.command is None:
+                parser.print_help()
+                return 2
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return _dispatch(args)
+        finally:
+            sys.stdout.flush()  # inside the try: a reader gone before the last line is a broken pipe too
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return EXIT_BROKEN_PIPE
     except SwaplineError as exc:
         if debug:
             raise
-        print(f"swapline: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _say_error(f"swapline: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
-        print("swapline: interrupted; no output was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        stops.ignore_more()  # a second Ctrl-C must not cut the clean-up short
+        how = f" ({stops.name})" if stops.name not in (None, "SIGINT") else ""
+        return _say_error(f"swapline: interrupted{how}; no output was written", EXIT_INTERRUPTED)
     except MemoryError:
-        print("swapline: error: out of memory", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _say_error("swapline: error: out of memory", EXIT_INTERNAL)
+    except OSError as exc:  # a file-system cause swapline can name: still one line, with its code
+        known = _known_os_error(exc, args) if args is not None else None
+        if known is None:
+            if debug:
+                raise
+            return _say_error(f"swapline: internal error: {type(exc).__name__}: {exc} "
+                              "(set SWAPLINE_DEBUG=1 for details)", EXIT_INTERNAL)
+        return _say_error(f"swapline: error: {known}", known.exit_code)
     except Exception as exc:  # a bug: still one line, with how to see more
         if debug:
             raise
-        print(f"swapline: internal error: {type(exc).__name__}: {exc} (set SWAPLINE_DEBUG=1 for details)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+        return _say_error(f"swapline: internal error: {type(exc).__name__}: {exc} (set SWAPLINE_DEBUG=1 for details)",
+                          EXIT_INTERNAL)
     finally:
-        if previous is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+        stops.restore()
 
 
-def _terminate_as_interrupt() -> object:
-    """Let SIGTERM stop a run the way Ctrl-C does (stages stop, the partial output is removed)."""
-    import signal
-    import threading
+def _say_error(line: str, code: int) -> int:
+    """Print the one error line; a closed stderr (``2>&1 | head``) is no reason for a traceback."""
+    try:
+        print(line, file=sys.stderr)
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        _quiet_broken_pipe()
+    return code
 
-    if threading.current_thread() is not threading.main_thread():
+
+def _quiet_broken_pipe() -> None:
+    """Point stdout and stderr at /dev/null so the interpreter's final flush cannot complain."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(null, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+    os.close(null)
+
+
+class _StopSignals:
+    """SIGINT, SIGTERM and SIGHUP stop a run the way Ctrl-C does (stages stop, the temporary
+    output is removed): the first one raises KeyboardInterrupt in the main thread, later ones are
+    only counted, so two Ctrl-C a few milliseconds apart cannot interrupt the clean-up. The
+    previous handlers come back when the run ends, unless a signal came: then the process is
+    about to exit, the stop signals are ignored, and a late one cannot kill it during its exit."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.name: str | None = None
+        self.count = 0
+        self._previous: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.name = signal.Signals(signum).name
+            raise KeyboardInterrupt
+
+    def ignore_more(self) -> None:
+        if self.count == 0:
+            self.count = 1  # an interrupt raised by other means: later signals are counted too
+
+    def restore(self) -> None:
+        if self.name is not None:
+            # The process is on its way out: ignore further stop signals at the C level, since
+            # interpreter finalization resets Python-level handlers to the default (death by signal).
+            for sig in self._previous:
+                signal.signal(sig, signal.SIG_IGN)
+            # A KeyboardInterrupt that ended code run from a string (dataclasses and namedtuples
+            # build methods with exec) leaves CPython's "unhandled KeyboardInterrupt" flag set even
+            # though it was caught, and ``python -m swapline`` would then kill itself with SIGINT
+            # instead of exiting 130. Every string evaluation resets that flag when it starts.
+            eval("None")  # noqa: S307 - a constant
+            return
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+
+
+def _known_os_error(exc: OSError, args: argparse.Namespace) -> SwaplineError | None:
+    """An OSError about the output's folder (3) or the model cache (5), as swapline's error."""
+    from .errors import ModelError, OutputError
+
+    name = exc.filename if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+    if name is None:
         return None
+    where = Path(os.fsdecode(name)).absolute()
+    reason = exc.strerror or str(exc)
+    output = getattr(args, "output", None) or getattr(args, "output_dir", None)
+    if output is not None:
+        folder = Path(output).absolute() if getattr(args, "output_dir", None) is not None else Path(output).absolute().parent
+        if where == folder or folder in where.parents:
+            return OutputError(f"cannot write in {folder}: {reason}")
+    home = _home(args)
+    if where == home or home in where.parents:
+        return ModelError(f"model cache folder {home} (SWAPLINE_HOME) cannot be used: {reason}: {where}")
+    return None
 
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+def _home(args: argparse.Namespace) -> Path:
+    from .models.store import default_root
+
+    return default_root(RuntimeConfig()).absolute()
+
+
+def _check_home(home: Path) -> None:
+    """The model cache root must be a folder swapline can create; exit 5 with its name if not."""
+    from .errors import ModelError
+
+    if home.exists() and not home.is_dir():
+        raise ModelError(f"model cache folder {home} (SWAPLINE_HOME) is a file, not a folder")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelError(f"model cache folder {home} (SWAPLINE_HOME) cannot be created: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _check_writable_folder(folder: Path) -> None:
+    """Fail early (exit 3) when the output's folder exists but cannot be written."""
+    from .errors import OutputError
+
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in {folder}: permission denied or read-only")
+
+
+def _image_limits() -> tuple[int, int]:
+    from .pipeline.image import DEFAULT_MAX_PIXELS, MAX_PIXELS_CEILING
+
+    return DEFAULT_MAX_PIXELS, MAX_PIXELS_CEILING
+
+
+def _show_progress(mode: str, *, quiet: bool) -> bool:
+    """``--progress``: bars ``always``, ``never``, or (``auto``) only when stderr is a terminal
+    (bars in a log file are carriage-return noise); never with ``--quiet``."""
+    return not quiet and (mode == "always" or (mode == "auto" and _stderr_is_terminal()))
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -409,17 +610,17 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def _dispatch(args: argparse.Namespace) -> int:
     from . import cli_models
     from .bench.image import run_benchmark
-    from .commands import run_demo, run_doctor, run_swap
+    from .commands import run_demo, run_doctor
 
     runtime = runtime_from_args(args)
     if args.command == "swap":
         if not 1 <= args.output_image_quality <= 100:
             raise ConfigError(f"--output-image-quality must be between 1 and 100 (got {args.output_image_quality})")
-        return run_swap(args.source, args.target, args.output, swap_config_from_args(args), runtime,
-                        force=args.force, quality=args.output_image_quality, quiet=args.quiet,
-                        video=video_config_from_args(args))
+        return _swap(args, runtime)
     if args.command == "demo":
-        return run_demo(args.output_dir, runtime)
+        _check_home(_home(args))
+        tempfiles.sweep(args.output_dir)
+        return run_demo(args.output_dir, runtime, progress=_show_progress(args.progress, quiet=False))
     if args.command == "benchmark":
         if args.quality:
             from .bench.quality import run_quality_benchmark
@@ -438,6 +639,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "models":
         return cli_models.run(args, runtime)
     raise AssertionError(args.command)
+
+
+def _swap(args: argparse.Namespace, runtime: RuntimeConfig) -> int:
+    """``swapline swap``: the checks that need no model, then the job (image or video, by the
+    target's content)."""
+    from .commands import run_swap
+    from .pipeline.image import check_max_pixels
+
+    config, video = swap_config_from_args(args), video_config_from_args(args)
+    out_folder = args.output.parent if str(args.output.parent) else Path(".")
+    tempfiles.sweep(out_folder)  # what killed runs (SIGKILL, power cut) left behind
+    _check_writable_folder(out_folder)
+    _check_home(_home(args))
+    return run_swap(args.source, args.target, args.output, config, runtime, force=args.force,
+                    quality=args.output_image_quality, quiet=args.quiet, video=video,
+                    max_pixels=check_max_pixels(args.max_pixels),
+                    progress=_show_progress(args.progress, quiet=args.quiet))
 
 
 if __name__ == "__main__":  # pragma: no cover

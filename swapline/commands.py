@@ -10,18 +10,21 @@ import cv2
 import numpy as np
 
 from .config import RuntimeConfig, SwapConfig, VideoConfig
-from .errors import NoFaceError, OutputError
+from .errors import InputError, NoFaceError, OutputError
 from .pipeline.image import (
+    DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     atomic_write_bytes,
     check_output_path,
     read_image,
+    read_image_with_alpha,
     write_image,
 )
 from .video.reader import is_video_path
 
 if TYPE_CHECKING:
     from .api import Session
+    from .pipeline.video import JobReport
     from .swap.mesh import SourceFace
 
 
@@ -45,19 +48,30 @@ def _check_not_an_input(out: Path, inputs: list[Path]) -> None:
 
 
 def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig, *,
-             force: bool = False, quality: int = 95, quiet: bool = False, video: VideoConfig | None = None) -> int:
-    """Swap ``sources`` into ``target`` (an image or a video) and write ``output``. Returns the
-    exit code."""
+             force: bool = False, quality: int = 95, quiet: bool = False, video: VideoConfig | None = None,
+             max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> int:
+    """Swap ``sources`` into ``target`` and write ``output``: the image or the video job, chosen
+    by the target's content (its magic bytes; its extension only when they say nothing).
+    ``max_pixels`` bounds every image read (checked from its header before decoding);
+    ``progress`` shows progress bars (default: unless ``quiet``). Returns the exit code."""
     from .api import Session
+    from .media_type import VIDEO_SUFFIXES, sniff
 
-    if is_video_path(target):
-        return run_swap_video(sources, target, output, config, runtime, video or VideoConfig(), force=force, quiet=quiet)
+    kind = sniff(target) if target.is_file() else "unknown"
+    is_video_name = target.suffix.lower() in VIDEO_SUFFIXES
+    if kind == "image" and is_video_name:
+        raise InputError(f"target {target} is an image, though its name says video; "
+                         "rename it with an image extension (.jpg, .png, …)")
+    if kind == "video" or (kind == "unknown" and is_video_path(target)):
+        return run_swap_video(sources, target, output, config, runtime, video or VideoConfig(), force=force,
+                              quiet=quiet, max_pixels=max_pixels, progress=progress)
+    bars = not quiet if progress is None else progress
     # Validate everything cheap before loading a model.
     out = check_output_path(output, force=force, extensions=IMAGE_EXTENSIONS)
     _check_not_an_input(out, [*sources, target])
-    target_image = read_image(target, "target")
-    source_images = [read_image(p, "source") for p in sources]
-    with Session(config, runtime, progress=not quiet) as session:
+    target_image, alpha = read_image_with_alpha(target, "target", max_pixels=max_pixels)
+    source_images = [read_image(p, "source", max_pixels=max_pixels) for p in sources]
+    with Session(config, runtime, progress=bars) as session:
         source = _load_source(session, sources, source_images)
         result = session.swap(source, target_image)
     if not result.faces:
@@ -65,18 +79,19 @@ def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig
         if target.suffix.lower() == out.suffix.lower():
             atomic_write_bytes(out, target.read_bytes())
         else:
-            write_image(out, target_image, quality=quality)
+            write_image(out, target_image, quality=quality, alpha=alpha)
         return 0
     if not result.swapped:
         _say(quiet, f"swapline: warning: {len(result.faces)} face(s) in the target but none matched the "
                     f"selection ({config.face_selector_mode}); copied it through unchanged")
-    write_image(out, result.image, quality=quality)
+    write_image(out, result.image, quality=quality, alpha=alpha)  # swapped colour, the target's alpha
     _say(quiet, f"swapped {len(result.swapped)} of {len(result.faces)} face(s) → {out}")
     return 0
 
 
 def run_swap_video(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig,
-                   video: VideoConfig, *, force: bool = False, quiet: bool = False) -> int:
+                   video: VideoConfig, *, force: bool = False, quiet: bool = False,
+                   max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> int:
     """Swap ``sources`` into the video ``target``; write the video ``output`` with its audio."""
     from .api import Session
     from .pipeline.video import VIDEO_EXTENSIONS
@@ -86,17 +101,68 @@ def run_swap_video(sources: list[Path], target: Path, output: Path, config: Swap
         raise OutputError(f"the target is a video: give a video output ({', '.join(VIDEO_EXTENSIONS)}), not {output}")
     out = check_output_path(output, force=force, extensions=VIDEO_EXTENSIONS)
     _check_not_an_input(out, [*sources, target])
-    info = probe(target)
-    source_images = [read_image(p, "source") for p in sources]
-    with Session(config, runtime, progress=not quiet) as session:
+    probe(target)  # a target that is not a video fails here, before any model loads
+    _warn_if_deep_video(target)
+    bars = not quiet if progress is None else progress
+    source_images = [read_image(p, "source", max_pixels=max_pixels) for p in sources]
+    with Session(config, runtime, progress=bars) as session:
         source = _load_source(session, sources, source_images)
-        report = session.swap_video(source, target, out, video=video, force=force, progress=not quiet)
+        report = session.swap_video(source, target, out, video=video, force=force, progress=bars)
+    if report.damaged_packets or report.concealed_frames:
+        _say(quiet, f"swapline: warning: {target} is damaged: {_damage_text(report)}")
+    for what in report.dropped:
+        _say(quiet, f"swapline: warning: left out the input's {what}")
     if report.swapped == 0:
+        how = ("its packets were copied unchanged" if report.remuxed
+               else "the video was re-encoded (a trimmed or converted video cannot be copied packet by packet)")
         _say(quiet, f"swapline: warning: no face was swapped in {target} (none found or none matched the "
-                    f"selection); the video was re-encoded unchanged")
-    audio = "audio copied" if info.has_audio else "no audio"
-    _say(quiet, f"{report.frames} frames, {report.swapped} face(s) swapped, {report.fps:.1f} fps, {audio} → {out}")
+                    f"selection); {how}")
+    _say(quiet, f"{report.frames} frames, {report.swapped} face(s) swapped, {report.fps:.1f} fps, "
+                f"{_streams_text(report.copied)} → {out}")
     return 0
+
+
+def _warn_if_deep_video(path: Path) -> None:
+    """One warning line when the target video has more than 8 bits per sample (it is written
+    with 8). Says nothing when the file cannot be opened: the video job reports that."""
+    import warnings
+
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            fmt = container.streams.video[0].codec_context.format
+            bits = max(c.bits for c in fmt.components) if fmt is not None else 8
+            name = fmt.name if fmt is not None else ""
+    except Exception:  # noqa: BLE001 - only a warning; the job itself reports unreadable files
+        return
+    if bits > 8:
+        warnings.warn(f"target {path.name} is {bits}-bit video ({name}); swapline works with 8 bits and "
+                      "writes 8-bit video", UserWarning, stacklevel=2)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _damage_text(report: "JobReport") -> str:
+    """``"2 damaged packets skipped, 5 frames repaired by error concealment"``."""
+    parts = []
+    if report.damaged_packets:
+        parts.append(f"{_plural(report.damaged_packets, 'damaged video packet')} skipped")
+    if report.concealed_frames:
+        parts.append(f"{_plural(report.concealed_frames, 'damaged frame')} repaired by error concealment")
+    return ", ".join(parts)
+
+
+def _streams_text(copied: dict[str, int]) -> str:
+    """``"2 audio tracks, 1 subtitle stream and 1 data stream copied"``, or ``"no audio"``."""
+    names = {"audio": "audio track", "subtitle": "subtitle stream", "data": "data stream"}
+    parts = [_plural(copied[k], names[k]) for k in names if copied.get(k)]
+    if not parts:
+        return "no audio"
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{text} copied"
 
 
 def demo_portraits() -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +180,7 @@ DEMO_CLIP_SECONDS = 4
 DEMO_CLIP_FPS = 25
 
 
-def run_demo(output_dir: Path, runtime: RuntimeConfig) -> int:
+def run_demo(output_dir: Path, runtime: RuntimeConfig, *, progress: bool = True) -> int:
     """Swap the two demo portraits into each other, make a short zoom-and-pan clip of Grace
     Hopper and swap the astronaut into it; write inputs and results to ``output_dir``."""
     from .api import Session
@@ -124,7 +190,7 @@ def run_demo(output_dir: Path, runtime: RuntimeConfig) -> int:
     astronaut, hopper = demo_portraits()
     print(f"swapline demo: preparing models (first run only) and swapping into {output_dir}/", file=sys.stderr)
     written: list[Path] = []
-    with Session(SwapConfig(), runtime, progress=True) as session:
+    with Session(SwapConfig(), runtime, progress=progress) as session:
         a = session.load_source(astronaut)
         h = session.load_source(hopper)
         into_hopper = session.swap(a, hopper)
@@ -145,7 +211,7 @@ def run_demo(output_dir: Path, runtime: RuntimeConfig) -> int:
         write_clip(zoom_pan_frames(hopper, count, (640, 480), zoom=1.3, center=face.center if face else None),
                    clip, fps=DEMO_CLIP_FPS)
         swapped = output_dir / "astronaut_into_grace_hopper_clip.mp4"
-        report = session.swap_video(a, clip, swapped, force=True, progress=True)
+        report = session.swap_video(a, clip, swapped, force=True, progress=progress)
         written += [clip, swapped]
     for path in written:
         print(path)
