@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from .config import RuntimeConfig, SwapConfig, VideoConfig
-from .errors import InputError, NoFaceError, OutputError
+from .errors import NoFaceError, OutputError
 from .pipeline.image import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -20,7 +20,6 @@ from .pipeline.image import (
     read_image_with_alpha,
     write_image,
 )
-from .video.reader import is_video_path
 
 if TYPE_CHECKING:
     from .api import Session
@@ -59,14 +58,14 @@ def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig
 
     kind = sniff(target) if target.is_file() else "unknown"
     is_video_name = target.suffix.lower() in VIDEO_SUFFIXES
-    if kind == "image" and is_video_name:
-        raise InputError(f"target {target} is an image, though its name says video; "
-                         "rename it with an image extension (.jpg, .png, …)")
-    if kind == "video" or (kind == "unknown" and is_video_path(target)):
+    if kind == "video" or (kind == "unknown" and is_video_name):
         return run_swap_video(sources, target, output, config, runtime, video or VideoConfig(), force=force,
                               quiet=quiet, max_pixels=max_pixels, progress=progress)
     bars = not quiet if progress is None else progress
     # Validate everything cheap before loading a model.
+    if output.suffix.lower() in VIDEO_SUFFIXES:
+        raise OutputError(f"the target {target.name} is an image: give an image output "
+                          f"({', '.join(IMAGE_EXTENSIONS)}), not {output}")
     out = check_output_path(output, force=force, extensions=IMAGE_EXTENSIONS)
     _check_not_an_input(out, [*sources, target])
     target_image, alpha = read_image_with_alpha(target, "target", max_pixels=max_pixels)

@@ -307,13 +307,16 @@ def test_sniff_by_magic_bytes_then_extension(tmp_path: Path) -> None:
         ("video", "image", "video", "unknown")
 
 
-def test_image_named_as_video_is_a_clear_input_error(capsys, tmp_path, out_dir) -> None:
+def test_image_named_as_video_is_swapped_as_an_image(capsys, tmp_path, out_dir) -> None:
     photo = tmp_path / "photo.mp4"
     photo.write_bytes(BIDEN.read_bytes())
-    code, err = run_in_process(capsys, *swap(OBAMA, photo, out_dir / "r.mp4"))
+    code, err = run_in_process(capsys, *swap(OBAMA, photo, out_dir / "r.mp4"))  # a video output for a photo
     error_line(err, "photo.mp4", "is an image")
-    assert code == 2
+    assert code == 3
     assert list(out_dir.iterdir()) == []
+    code, err = run_in_process(capsys, *swap(OBAMA, photo, out_dir / "r.jpg"))
+    assert code == 0, err
+    assert cv2.imread(str(out_dir / "r.jpg")) is not None
 
 
 def test_video_named_jpg_is_swapped_as_video_without_progress_bar_in_a_log(tmp_path: Path, out_dir: Path) -> None:
