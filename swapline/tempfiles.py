@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from pathlib import Path
 
 # .<name>.<pid>.part<ext> (videos; the remux copy adds .copy) and .<name>.<pid>-<token>.part (images)
@@ -81,4 +82,28 @@ def sweep(folder: str | os.PathLike[str]) -> list[Path]:
         except OSError:
             continue
         removed.append(Path(entry.path))
+    return removed
+
+
+def sweep_dirs(folder: str | os.PathLike[str], prefix: str) -> list[Path]:
+    """Remove the folders ``<prefix><pid>-…`` in ``folder`` whose process is gone (what a killed
+    run left, e.g. pip's download folder); returns what was removed. Never raises."""
+    pattern = re.compile(re.escape(prefix) + r"(?P<pid>\d{1,10})-")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None or pid_alive(int(m.group("pid"))):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            removed.append(Path(entry.path))
     return removed

