@@ -372,10 +372,6 @@ def test_clip_with_its_index_cut_off_is_a_bad_input(swapline: Swapline, clean: C
              out_ext=".mp4", allowed={2})
 
 
-@pytest.mark.xfail(strict=True, reason="a complete clip whose keyframe is damaged is called 'corrupt or truncated' "
-                   "(exit 2, all work thrown away): the frames the decoder drops for want of their keyframe "
-                   "are not counted as damage by VideoReader (swapline/video/reader.py), so the shortfall check "
-                   "takes them for a truncation; issue 9 wants the job finished and the damage counted")
 @pytest.mark.parametrize("keyframe", [0, 1])
 def test_clip_with_a_damaged_keyframe_is_finished(swapline: Swapline, clean: Clean, tmp_path: Path,
                                                   keyframe: int) -> None:

@@ -264,6 +264,7 @@ class VideoReader:
         self._seen = 0  # input frames decoded (and handed on, when past trim_start)
         self.damaged_packets = 0  # video packets the decoder rejected (skipped)
         self.concealed_frames = 0  # frames decoded with concealed errors (kept)
+        self._packets = 0  # video packets with data the demuxer delivered
         self._container = self._open(hwaccel)
 
     # -- setup -------------------------------------------------------------------------------
@@ -311,7 +312,13 @@ class VideoReader:
             expected = self.info.frame_count if stop_at is None else min(stop_at, self.info.frame_count)
             # A couple of frames may legitimately go missing (edit lists, decoder delay quirks);
             # more than that means the file ends early.
-            if n is not None and self.info.frame_count_exact and n + self.damaged_packets < expected - _SHORTFALL_TOLERANCE:
+            short = n is not None and self.info.frame_count_exact and n + self.damaged_packets < expected - _SHORTFALL_TOLERANCE
+            if short and self.trim_start == 0 and stop_at is None and self._packets >= expected - _SHORTFALL_TOLERANCE:
+                # every frame's packet arrived, so the file is whole: the decoder dropped the frames
+                # it could not rebuild (those that needed a damaged keyframe) — damage, not an end
+                self.damaged_packets += expected - n - self.damaged_packets
+                short = False
+            if short:
                 raise InputError(
                     f"corrupt or truncated video {self.path}: it ends after {n} of {self.info.frame_count} frames"
                 )
@@ -340,6 +347,8 @@ class VideoReader:
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return None
+            if packet.size:
+                self._packets += 1
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError:
