@@ -107,7 +107,7 @@ def run_swap_video(sources: list[Path], target: Path, output: Path, config: Swap
     with Session(config, runtime, progress=bars) as session:
         source = _load_source(session, sources, source_images)
         report = session.swap_video(source, target, out, video=video, force=force, progress=bars)
-    if report.damaged_packets or report.concealed_frames:
+    if report.damaged_packets or report.concealed_frames or report.missing_frames:
         _say(quiet, f"swapline: warning: {target} is damaged: {_damage_text(report)}")
     for what in report.dropped:
         _say(quiet, f"swapline: warning: left out the input's {what}")
@@ -149,6 +149,8 @@ def _damage_text(report: "JobReport") -> str:
     parts = []
     if report.damaged_packets:
         parts.append(f"{_plural(report.damaged_packets, 'damaged video packet')} skipped")
+    if report.missing_frames:
+        parts.append(f"it ends {_plural(report.missing_frames, 'frame')} early (cut short?)")
     if report.concealed_frames:
         parts.append(f"{_plural(report.concealed_frames, 'damaged frame')} repaired by error concealment")
     return ", ".join(parts)

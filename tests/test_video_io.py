@@ -214,13 +214,29 @@ def test_random_bytes_are_not_a_video(tmp_path: Path) -> None:
     assert "is not a video swapline can read" in _expect_bad_input(bad, tmp_path)
 
 
-@pytest.mark.parametrize("name", [HAMILTON, NO_AUDIO])  # index at the end / at the start
-def test_truncated_video_is_reported(name: str, tmp_path: Path) -> None:
-    data = media(name).read_bytes()
+def test_truncated_video_without_its_index_is_reported(tmp_path: Path) -> None:
+    data = media(HAMILTON).read_bytes()  # index at the end: cut off with the tail
     bad = tmp_path / "cut.mp4"
     bad.write_bytes(data[: int(len(data) * 0.4)])
     message = _expect_bad_input(bad, tmp_path)
     assert "not a video swapline can read" in message or "corrupt or truncated video" in message
+
+
+def test_truncated_video_with_its_index_is_read_to_where_it_ends(tmp_path: Path) -> None:
+    """Index at the start: the container is readable, the stream ends early — the frames that
+    are there come, in order, and the shortfall is counted (not silently shortened)."""
+    src = media(NO_AUDIO)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.4)])
+    with VideoReader(src) as reader:
+        full = [(f.index, f.pts) for f in reader]
+    with VideoReader(cut) as reader:
+        got = [(f.index, f.pts) for f in reader]
+        missing = reader.missing_frames
+    assert 0 < len(got) < len(full)
+    assert got == full[:len(got)]
+    assert missing + len(got) + reader.damaged_packets == reader.info.frame_count
 
 
 def test_abort_leaves_nothing_and_keeps_existing_output(tmp_path: Path) -> None:

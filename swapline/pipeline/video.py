@@ -48,6 +48,8 @@ class JobReport:
         dropped: the target's subtitle/data streams the output container cannot hold (left out).
         damaged_packets: video packets of the target that could not be decoded (skipped).
         concealed_frames: frames FFmpeg decoded with concealed errors (kept).
+        missing_frames: frames the target's container announced past where its stream ends (a
+            file cut short: the frames before were swapped).
         remuxed: no frame changed, so the target's packets were copied unchanged (no re-encode).
     """
 
@@ -61,6 +63,7 @@ class JobReport:
     dropped: tuple[str, ...] = ()
     damaged_packets: int = 0
     concealed_frames: int = 0
+    missing_frames: int = 0
     remuxed: bool = False
 
     @property
@@ -204,4 +207,5 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
     return JobReport(frames=pipeline.sink_metrics.items, swapped=swapped, seconds=seconds,
                      stages=tuple(pipeline.metrics()), stage_ms=stage_ms, peak_rss_mb=peak_rss_mb(),
                      copied=copied, dropped=dropped, damaged_packets=reader.damaged_packets,
-                     concealed_frames=reader.concealed_frames, remuxed=remuxed)
+                     concealed_frames=reader.concealed_frames, missing_frames=reader.missing_frames,
+                     remuxed=remuxed)

@@ -227,11 +227,13 @@ class VideoReader:
     at). Use as a context manager, or call :meth:`close`.
 
     Damage: packets the decoder rejects are skipped (``damaged_packets``), frames it repaired by
-    error concealment are yielded (``concealed_frames``); both are final once iteration ends.
+    error concealment are yielded (``concealed_frames``), and a stream that ends before the frame
+    count its container announces is read to its end (``missing_frames``); all are final once
+    iteration ends.
 
     Raises (from ``__init__``): InputError for an unreadable video, ConfigError for a bad trim.
     Raises (while iterating): InputError("corrupt or truncated video <path>: <reason>") when the
-    container cannot be read on or the video ends early.
+    container cannot be read on, or not one frame decodes.
     """
 
     def __init__(
@@ -265,6 +267,7 @@ class VideoReader:
         self.damaged_packets = 0  # video packets the decoder rejected (skipped)
         self.concealed_frames = 0  # frames decoded with concealed errors (kept)
         self._packets = 0  # video packets with data the demuxer delivered
+        self.missing_frames = 0  # frames the container announced that never came (cut short)
         self._container = self._open(hwaccel)
 
     # -- setup -------------------------------------------------------------------------------
@@ -318,10 +321,10 @@ class VideoReader:
                 # it could not rebuild (those that needed a damaged keyframe) — damage, not an end
                 self.damaged_packets += expected - n - self.damaged_packets
                 short = False
-            if short:
-                raise InputError(
-                    f"corrupt or truncated video {self.path}: it ends after {n} of {self.info.frame_count} frames"
-                )
+            if short and n == 0:
+                raise InputError(f"corrupt or truncated video {self.path}: not one of its {expected} frames decodes")
+            if short:  # the container was read, the stream ends early: the frames there are swapped
+                self.missing_frames = expected - n - self.damaged_packets
             if n is not None:
                 self._put(_END)
         except InputError as exc:
