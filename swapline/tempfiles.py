@@ -9,6 +9,7 @@ Files of live processes (another swapline writing into the same folder) are left
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 import re
 import secrets
 import shutil
@@ -61,20 +62,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _dead(folder: str | os.PathLike[str], pid_of: Callable[[str], int | None]) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` whose name carries the pid of a process that is gone (none
+    when the folder cannot be listed)."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return [e for e in entries if (pid := pid_of(e.name)) is not None and not pid_alive(pid)]
+
+
 def sweep(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files in ``folder`` whose writer is gone; returns what was removed.
 
     Never raises: a folder that cannot be listed, or a file that cannot be removed, is skipped.
     """
     removed: list[Path] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        pid = writer_pid(entry.name)
-        if pid is None or pid_alive(pid):
-            continue
+    for entry in _dead(folder, writer_pid):
         try:
             if not entry.is_file(follow_symlinks=False):
                 continue
@@ -89,15 +93,13 @@ def sweep_dirs(folder: str | os.PathLike[str], prefix: str) -> list[Path]:
     """Remove the folders ``<prefix><pid>-…`` in ``folder`` whose process is gone (what a killed
     run left, e.g. pip's download folder); returns what was removed. Never raises."""
     pattern = re.compile(re.escape(prefix) + r"(?P<pid>\d{1,10})-")
+
+    def pid_of(name: str) -> int | None:
+        m = pattern.match(name)
+        return int(m.group("pid")) if m else None
+
     removed: list[Path] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = pattern.match(entry.name)
-        if m is None or pid_alive(int(m.group("pid"))):
-            continue
+    for entry in _dead(folder, pid_of):
         try:
             if not entry.is_dir(follow_symlinks=False):
                 continue

@@ -25,9 +25,7 @@ import numpy as np
 import pytest
 
 from swapline import cli, commands, tempfiles
-from swapline.config import RuntimeConfig
 from swapline.media_type import image_header, sniff
-from swapline.models.store import ModelStore
 from swapline.pipeline import image as image_mod
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -45,24 +43,8 @@ ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 # --------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def swapline_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = Path(os.environ.get("SWAPLINE_TEST_HOME") or tmp_path_factory.mktemp("swapline-home"))
-    ModelStore(RuntimeConfig(home=home), progress=False).prepare()
-    return home
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, swapline_home: Path) -> None:
-    monkeypatch.setenv("SWAPLINE_HOME", str(swapline_home))
-    monkeypatch.delenv("SWAPLINE_DEBUG", raising=False)
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
+# the model cache, environment and output folder of the CLI error tests (one cache per session)
+from .test_cli_errors import _env, out_dir, swapline_home  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------- helpers
