@@ -38,7 +38,7 @@ from .models.neural_catalog import SWAPPERS, SwapperSpec
 from .models.registry import full_catalog, model_file
 from .models.store import ModelStore
 from .pipeline.frame import Processors
-from .pipeline.video import JobReport, swap_still, swap_video
+from .pipeline.video import JobReport, ProgressCallback, swap_still, swap_video
 from .pipeline.image import read_image
 from .runtime.memory import MemoryConfig, free_device_memory, plan_batch, should_release
 from .runtime.session import ProviderOptions, SessionFactory
@@ -260,15 +260,21 @@ class Session:
 
     def swap_video(self, source: SourceFace, target: str | os.PathLike[str], output: str | os.PathLike[str],
                    config: SwapConfig | None = None, video: VideoConfig | None = None, *,
-                   reference: np.ndarray | None = None, force: bool = False, progress: bool = False) -> JobReport:
+                   reference: np.ndarray | None = None, force: bool = False, progress: bool = False,
+                   on_progress: ProgressCallback | None = None,
+                   cancel: Callable[[], bool] | None = None) -> JobReport:
         """Swap ``source`` into the video ``target`` and write ``output`` (audio copied, written to
-        a temporary name and renamed when complete). Returns the job's figures."""
+        a temporary name and renamed when complete). Returns the job's figures.
+
+        ``on_progress(done, total, busy)`` is called after each written frame; ``cancel()`` is
+        asked as often, and when it says True the job stops with
+        :class:`~swapline.errors.JobCancelled` and nothing is left under ``output``."""
         cfg = config or self.config
         video = self._fit_batch(video or VideoConfig())
         try:
             return swap_video(self.analyser, source, Path(target), Path(output), cfg, video,
                               reference=reference, force=force, progress=progress,
-                              processors=self.processors(cfg, source))
+                              processors=self.processors(cfg, source), on_progress=on_progress, cancel=cancel)
         finally:
             self._after_job()
 

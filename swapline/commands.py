@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from .config import RuntimeConfig, SwapConfig, VideoConfig
-from .errors import NoFaceError, OutputError
-from .pipeline.image import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    atomic_write_bytes,
-    check_output_path,
-    read_image,
-    read_image_with_alpha,
-    write_image,
-)
+from .pipeline.image import DEFAULT_MAX_PIXELS, read_image, write_image
 
 if TYPE_CHECKING:
-    from .api import Session
-    from .pipeline.video import JobReport
-    from .swap.mesh import SourceFace
+    from .jobs import JobEvent
 
 
 def _say(quiet: bool, text: str) -> None:
@@ -32,138 +21,52 @@ def _say(quiet: bool, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def _load_source(session: "Session", sources: list[Path], images: list[np.ndarray]) -> "SourceFace":
-    try:
-        return session.load_source(images if len(images) > 1 else images[0])
-    except NoFaceError:  # the API sees arrays; name the file that has no face
-        faceless = [p for p, img in zip(sources, images) if not session.analyse(img)]
-        raise NoFaceError(f"no face found in the source image {faceless[0] if faceless else sources[0]}") from None
-
-
-def _check_not_an_input(out: Path, inputs: list[Path]) -> None:
-    for p in inputs:
-        if p.exists() and out.exists() and p.resolve() == out.resolve():
-            raise OutputError(f"output would overwrite an input: {out}")
-
-
 def run_swap(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig, *,
              force: bool = False, quality: int = 95, quiet: bool = False, video: VideoConfig | None = None,
              max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> int:
-    """Swap ``sources`` into ``target`` and write ``output``: the image or the video job, chosen
-    by the target's content (its magic bytes; its extension only when they say nothing).
-    ``max_pixels`` bounds every image read (checked from its header before decoding);
-    ``progress`` shows progress bars (default: unless ``quiet``). Returns the exit code."""
-    from .api import Session
-    from .media_type import VIDEO_SUFFIXES, sniff
+    """Swap ``sources`` into ``target`` and write ``output`` through the job core (the image or
+    the video job, chosen by the target's content); warnings, a progress bar and the summary
+    line go to stderr. ``progress`` shows bars (default: unless ``quiet``). Returns the exit
+    code; errors are raised as their typed :class:`~swapline.errors.SwaplineError`."""
+    from .jobs import Job, Runner
 
-    kind = sniff(target) if target.is_file() else "unknown"
-    is_video_name = target.suffix.lower() in VIDEO_SUFFIXES
-    if kind == "video" or (kind == "unknown" and is_video_name):
-        return run_swap_video(sources, target, output, config, runtime, video or VideoConfig(), force=force,
-                              quiet=quiet, max_pixels=max_pixels, progress=progress)
     bars = not quiet if progress is None else progress
-    # Validate everything cheap before loading a model.
-    if output.suffix.lower() in VIDEO_SUFFIXES:
-        raise OutputError(f"the target {target.name} is an image: give an image output "
-                          f"({', '.join(IMAGE_EXTENSIONS)}), not {output}")
-    out = check_output_path(output, force=force, extensions=IMAGE_EXTENSIONS)
-    _check_not_an_input(out, [*sources, target])
-    target_image, alpha = read_image_with_alpha(target, "target", max_pixels=max_pixels)
-    source_images = [read_image(p, "source", max_pixels=max_pixels) for p in sources]
-    with Session(config, runtime, progress=bars) as session:
-        source = _load_source(session, sources, source_images)
-        result = session.swap(source, target_image)
-    if not result.faces:
-        _say(quiet, f"swapline: warning: no face found in the target {target}; copied it through unchanged")
-        if target.suffix.lower() == out.suffix.lower():
-            atomic_write_bytes(out, target.read_bytes())
-        else:
-            write_image(out, target_image, quality=quality, alpha=alpha)
-        return 0
-    if not result.swapped:
-        _say(quiet, f"swapline: warning: {len(result.faces)} face(s) in the target but none matched the "
-                    f"selection ({config.face_selector_mode}); copied it through unchanged")
-    write_image(out, result.image, quality=quality, alpha=alpha)  # swapped colour, the target's alpha
-    _say(quiet, f"swapped {len(result.swapped)} of {len(result.faces)} face(s) → {out}")
-    return 0
-
-
-def run_swap_video(sources: list[Path], target: Path, output: Path, config: SwapConfig, runtime: RuntimeConfig,
-                   video: VideoConfig, *, force: bool = False, quiet: bool = False,
-                   max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None) -> int:
-    """Swap ``sources`` into the video ``target``; write the video ``output`` with its audio."""
-    from .api import Session
-    from .pipeline.video import VIDEO_EXTENSIONS
-    from .video.reader import probe
-
-    if output.suffix.lower() in IMAGE_EXTENSIONS:
-        raise OutputError(f"the target is a video: give a video output ({', '.join(VIDEO_EXTENSIONS)}), not {output}")
-    out = check_output_path(output, force=force, extensions=VIDEO_EXTENSIONS)
-    _check_not_an_input(out, [*sources, target])
-    probe(target)  # a target that is not a video fails here, before any model loads
-    _warn_if_deep_video(target)
-    bars = not quiet if progress is None else progress
-    source_images = [read_image(p, "source", max_pixels=max_pixels) for p in sources]
-    with Session(config, runtime, progress=bars) as session:
-        source = _load_source(session, sources, source_images)
-        report = session.swap_video(source, target, out, video=video, force=force, progress=bars)
-    if report.damaged_packets or report.concealed_frames or report.missing_frames:
-        _say(quiet, f"swapline: warning: {target} is damaged: {_damage_text(report)}")
-    for what in report.dropped:
-        _say(quiet, f"swapline: warning: left out the input's {what}")
-    if report.swapped == 0:
-        how = ("its packets were copied unchanged" if report.remuxed
-               else "the video was re-encoded (a trimmed or converted video cannot be copied packet by packet)")
-        _say(quiet, f"swapline: warning: no face was swapped in {target} (none found or none matched the "
-                    f"selection); {how}")
-    _say(quiet, f"{report.frames} frames, {report.swapped} face(s) swapped, {report.fps:.1f} fps, "
-                f"{_streams_text(report.copied)} → {out}")
-    return 0
-
-
-def _warn_if_deep_video(path: Path) -> None:
-    """One warning line when the target video has more than 8 bits per sample (it is written
-    with 8). Says nothing when the file cannot be opened: the video job reports that."""
-    import warnings
-
+    job = Job(sources=tuple(sources), target=target, output=output, config=config, video=video or VideoConfig(),
+              force=force, quality=quality, max_pixels=max_pixels)
+    printer = _EventPrinter(quiet=quiet, bars=bars)
     try:
-        import av
-
-        with av.open(str(path)) as container:
-            fmt = container.streams.video[0].codec_context.format
-            bits = max(c.bits for c in fmt.components) if fmt is not None else 8
-            name = fmt.name if fmt is not None else ""
-    except Exception:  # noqa: BLE001 - only a warning; the job itself reports unreadable files
-        return
-    if bits > 8:
-        warnings.warn(f"target {path.name} is {bits}-bit video ({name}); swapline works with 8 bits and "
-                      "writes 8-bit video", UserWarning, stacklevel=2)
+        with Runner(runtime, progress=bars) as runner:
+            result = runner.run(job, on_event=printer)
+    finally:
+        printer.close()
+    if not (result.kind == "image" and result.faces == 0):  # else the warning said it all
+        _say(quiet, result.summary)
+    return 0
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+class _EventPrinter:
+    """A job's events on a terminal: warning lines and (for videos) a progress bar."""
 
+    def __init__(self, *, quiet: bool, bars: bool) -> None:
+        self.quiet = quiet
+        self.bars = bars
+        self.bar: Any = None
+        self.kind_video = False
 
-def _damage_text(report: "JobReport") -> str:
-    """``"2 damaged packets skipped, 5 frames repaired by error concealment"``."""
-    parts = []
-    if report.damaged_packets:
-        parts.append(f"{_plural(report.damaged_packets, 'damaged video packet')} skipped")
-    if report.missing_frames:
-        parts.append(f"it ends {_plural(report.missing_frames, 'frame')} early (cut short?)")
-    if report.concealed_frames:
-        parts.append(f"{_plural(report.concealed_frames, 'damaged frame')} repaired by error concealment")
-    return ", ".join(parts)
+    def __call__(self, event: "JobEvent") -> None:
+        if event.kind == "warning":
+            _say(self.quiet, f"swapline: warning: {event.message}")
+        elif event.kind == "started" and self.bars and event.total > 1:
+            from tqdm import tqdm
 
+            self.bar = tqdm(total=event.total, unit="frame", desc="swapping", leave=False, dynamic_ncols=True)
+        elif event.kind == "progress" and self.bar is not None:
+            self.bar.update(max(0, event.done - self.bar.n))
 
-def _streams_text(copied: dict[str, int]) -> str:
-    """``"2 audio tracks, 1 subtitle stream and 1 data stream copied"``, or ``"no audio"``."""
-    names = {"audio": "audio track", "subtitle": "subtitle stream", "data": "data stream"}
-    parts = [_plural(copied[k], names[k]) for k in names if copied.get(k)]
-    if not parts:
-        return "no audio"
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{text} copied"
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def demo_portraits() -> tuple[np.ndarray, np.ndarray]:

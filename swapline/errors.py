@@ -41,3 +41,10 @@ class ConfigError(SwaplineError):
     """An option value that makes no sense."""
 
     exit_code = 2
+
+
+class JobCancelled(SwaplineError):
+    """The job was cancelled (by its front end's cancel handle); nothing was left under the
+    output's name."""
+
+    exit_code = 130

@@ -16,8 +16,8 @@ from typing import Literal
 
 Kind = Literal["image", "video", "unknown"]
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from .formats import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from .formats import VIDEO_INPUT_EXTENSIONS as VIDEO_SUFFIXES
 
 # ISO base media brands that hold still images (HEIF, AVIF), not videos
 _IMAGE_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis")

@@ -340,7 +340,7 @@ def test_unexpected_bug_is_still_one_line(capsys, monkeypatch, out_dir):
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr("swapline.commands.read_image", boom)
+    monkeypatch.setattr("swapline.jobs.runner.read_image", boom)
     code, _, err = run(capsys, *swap_args(OBAMA, BIDEN, out_dir / "r.jpg"))
     one_line(err, "swapline: internal error: ", "RuntimeError", "kaboom", "SWAPLINE_DEBUG=1")
     assert code == cli.EXIT_INTERNAL

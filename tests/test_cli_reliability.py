@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 import pytest
 
-from swapline import cli, commands, tempfiles
+from swapline import cli, tempfiles
+from swapline.jobs.runner import deep_video_warning
 from swapline.media_type import image_header, sniff
 from swapline.pipeline import image as image_mod
 
@@ -174,7 +175,7 @@ def test_permission_errors_from_deep_inside_get_their_exit_code(capsys, monkeypa
     def denied(*args: object, **kwargs: object) -> int:
         raise PermissionError(13, "Permission denied", str(target))
 
-    monkeypatch.setattr("swapline.commands.run_swap_video", denied)
+    monkeypatch.setattr("swapline.jobs.runner.Runner._run_video", denied)
     got, err = run_in_process(capsys, *swap(OBAMA, CLIP, out_dir / "r.mp4"))
     error_line(err, "permission denied")
     assert got == code
@@ -487,11 +488,6 @@ def test_deep_video_target_gives_a_warning(tmp_path: Path) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    with pytest.warns(UserWarning, match="10-bit"):
-        commands._warn_if_deep_video(clip)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        commands._warn_if_deep_video(CLIP)  # 8-bit: nothing
-        commands._warn_if_deep_video(tmp_path / "missing.mp4")  # unreadable: the job says so, not this
+    assert "10-bit" in deep_video_warning(clip)
+    assert deep_video_warning(CLIP) == ""  # 8-bit: nothing
+    assert deep_video_warning(tmp_path / "missing.mp4") == ""  # unreadable: the job says so, not this

@@ -20,8 +20,7 @@ from ..errors import ConfigError, InputError, OutputError
 from ..media_type import image_header
 from ..tempfiles import create_temp
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-ALPHA_EXTENSIONS: tuple[str, ...] = (".png", ".webp", ".tif", ".tiff")
+from ..formats import ALPHA_EXTENSIONS, IMAGE_EXTENSIONS
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_CEILING = 1 << 30  # OpenCV's own decoder limit (CV_IO_MAX_IMAGE_PIXELS)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import SwapConfig, VideoConfig
-from ..errors import OutputError
+from ..errors import JobCancelled, OutputError
 from ..face.analyse import FaceAnalyser
 from ..face.smooth import EmaStats
 from ..face.types import Face
@@ -29,7 +30,11 @@ from .frame import NO_PROCESSORS, Processors, Steadiers, swap_faces
 from .image import check_output_path
 from .stages import Pipeline, Stage, StageMetrics
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".m4v")
+from ..formats import VIDEO_OUTPUT_EXTENSIONS as VIDEO_EXTENSIONS
+
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+"""``on_progress(done, total, busy)``: frames written, frames expected (0 when not known), and
+each stage's busy share of the elapsed time so far (0..1, by stage name)."""
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,18 @@ def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, co
 
 def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output: Path, config: SwapConfig,
                video: VideoConfig, *, reference: np.ndarray | None = None, force: bool = False,
-               progress: bool = True, processors: Processors = NO_PROCESSORS) -> JobReport:
+               progress: bool = True, processors: Processors = NO_PROCESSORS,
+               on_progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> JobReport:
     """Swap ``source`` into the video ``target`` and write ``output`` (audio, subtitle and data
     streams copied). When no face is swapped in any frame, the target's packets are copied
     unchanged instead of the re-encoded frames (where the output container can hold them and
     no trim is asked); damaged packets of the target are skipped and counted (see JobReport).
+    ``on_progress`` is called after each written frame; ``cancel()`` is asked before each frame
+    is read and after each is written.
 
     Raises:
+        JobCancelled: ``cancel()`` said True; every stage stopped and nothing is left under
+            ``output``.
         InputError: the target is not a readable video (or is truncated / corrupt).
         OutputError: the output cannot be written; nothing is left under its name.
     """
@@ -194,9 +204,20 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
                 for k, v in work.times.ms.items():
                     stage_ms[k] = stage_ms.get(k, 0.0) + v
                 bar.update(1)
+                if on_progress is not None:
+                    elapsed = max(1e-6, time.perf_counter() - started)
+                    busy = {m.name: min(1.0, m.busy_s / elapsed) for m in pipeline.metrics()}
+                    on_progress(pipeline.sink_metrics.items + 1, total, busy)
+                if cancel is not None and cancel():
+                    raise JobCancelled("cancelled")
 
-            frames = (FrameWork(index=f.index, pts=f.pts, image=f.image) for f in reader)
-            pipeline = Pipeline(frames, stages, sink)
+            def frames() -> Iterator[FrameWork]:
+                for f in reader:
+                    if cancel is not None and cancel():
+                        raise JobCancelled("cancelled")
+                    yield FrameWork(index=f.index, pts=f.pts, image=f.image)
+
+            pipeline = Pipeline(frames(), stages, sink)
             pipeline.run()
             copied, dropped = dict(writer.copied), tuple(writer.dropped)
             remuxed = swapped == 0 and writer.finish_as_copy(Path(target))

@@ -32,14 +32,14 @@ from ..errors import ConfigError, InputError
 from .frames import frame_to_bgr
 from .probe import probe_hardware
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+from ..formats import VIDEO_INPUT_EXTENSIONS as VIDEO_EXTENSIONS
 
 # Demuxers FFmpeg uses for still images: a file they open is a picture, not a video.
 _IMAGE_FORMATS = ("image2", "gif", "apng", "webp")
 
 
 def is_video_path(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` has a video extension swapline reads (.mp4 .mov .mkv .webm .avi .m4v)."""
+    """Whether ``path`` has a video extension swapline reads (:data:`swapline.formats.VIDEO_INPUT_EXTENSIONS`)."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 

@@ -41,7 +41,7 @@ __all__ = ["OUTPUT_VIDEO_EXTENSIONS", "EncodeOptions", "VideoWriter", "pixel_for
 # Stream kinds copied packet by packet from the input (besides the video, which is encoded).
 COPIED_KINDS: tuple[str, ...] = ("audio", "subtitle", "data")
 
-OUTPUT_VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm")
+from ..formats import VIDEO_OUTPUT_EXTENSIONS as OUTPUT_VIDEO_EXTENSIONS
 
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 # x264 preset names → NVENC p1 (fastest) … p7 (best)
