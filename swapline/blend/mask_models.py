@@ -30,11 +30,10 @@ from ..face.align import crop_box_in_frame, invert_affine, warp_to_template
 from ..face.types import Face
 from ..models.catalog import Normalisation
 from ..models.enhance_catalog import DEFAULT_REGIONS, REGIONS, MaskerSpec
+from ..runtime.model import ModelRunner
 
 CropMask = tuple[np.ndarray, np.ndarray]            # (mask (S, S) float32, M image -> crop (2, 3))
 RegionMask = tuple[np.ndarray, tuple[int, int]]     # (mask (h, w) float32, origin (x0, y0))
-
-_NP_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 
 
 def warp_mask(mask: np.ndarray, crop_from_image: np.ndarray, shape: tuple[int, int],
@@ -75,17 +74,20 @@ def tighten(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 class _MaskModel:
-    """Shared plumbing: input layout and size from the session, batching, alignment."""
+    """Shared plumbing: input layout and size from the session, alignment; the session runs
+    through a :class:`~swapline.runtime.model.ModelRunner` (input type, a batch fixed at 1, at
+    most ``max_batch`` faces per call)."""
 
-    def __init__(self, session: Any, spec: MaskerSpec, smooth: float = 0.01) -> None:
+    def __init__(self, session: Any, spec: MaskerSpec, smooth: float = 0.01, *,
+                 max_batch: int | None = None) -> None:
         self.session = session
         self.spec = spec
         self.smooth = float(smooth)
-        inputs = list(session.get_inputs())
+        self.runner = ModelRunner(session, name=spec.name, max_batch=max_batch)
+        inputs = list(self.runner.inputs.values())
         if len(inputs) != 1:
             raise ModelError(f"{spec.name}: expected one input, got {[i.name for i in inputs]}")
         self._input = inputs[0]
-        self._dtype = _NP_TYPES.get(self._input.type, np.float32)
         shape = list(self._input.shape)
         layout = spec.normalisation.layout
         if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
@@ -95,11 +97,21 @@ class _MaskModel:
         self.layout = layout
         side = shape[2] if layout == "nchw" else shape[1] if len(shape) == 4 else None
         self.model_size = side if isinstance(side, int) and side > 0 else spec.size
-        self.batch_one = bool(shape) and isinstance(shape[0], int) and shape[0] == 1
-        self._output = session.get_outputs()[0].name
-        self.calls = 0
+        self._output = self.runner.outputs[0].name
+
+    @property
+    def batch_one(self) -> bool:
+        """Whether the model's batch axis is fixed at 1 (one call per face)."""
+        return self.runner.batch_one
+
+    @property
+    def calls(self) -> int:
+        """Model calls made so far."""
+        return self.runner.calls
 
     def _tensor(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """``N`` BGR uint8 crops -> ``(N, 3, s, s)`` or ``(N, s, s, 3) float32`` at the model's
+        side ``s`` (cast to the model's type by the runner)."""
         norm: Normalisation = self.spec.normalisation
         s = self.model_size
         x: np.ndarray = np.stack([c if c.shape[0] == s else cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA)
@@ -109,18 +121,11 @@ class _MaskModel:
         x = (x - np.asarray(norm.mean, np.float32)) / np.asarray(norm.std, np.float32)
         if self.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(x, dtype=self._dtype)
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def _forward(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
-        groups = [[c] for c in crops] if self.batch_one else [list(crops)]
-        out: list[np.ndarray] = []
-        for group in groups:
-            y = np.asarray(self.session.run([self._output], {self._input.name: self._tensor(group)})[0])
-            self.calls += 1
-            if y.shape[0] != len(group):
-                raise ModelError(f"{self.spec.name}: {len(group)} crops in, {y.shape[0]} out")
-            out.extend(self._decode(y))
-        return out
+        y = np.asarray(self.runner.run({self._input.name: self._tensor(crops)}, [self._output])[0])
+        return self._decode(y)
 
     def _decode(self, y: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
@@ -167,12 +172,12 @@ class RegionMasker(_MaskModel):
     """BiSeNet: ``(N, 19, S, S)`` logits -> 1 where the best class is one of ``regions``."""
 
     def __init__(self, session: Any, spec: MaskerSpec, regions: Sequence[str] = DEFAULT_REGIONS,
-                 smooth: float = 0.01) -> None:
+                 smooth: float = 0.01, *, max_batch: int | None = None) -> None:
         unknown = [r for r in regions if r not in REGIONS]
         if unknown or not regions:
             raise ConfigError(f"face mask regions: unknown {unknown or 'none given'}; choose from "
                               + ", ".join(REGIONS))
-        super().__init__(session, spec, smooth)
+        super().__init__(session, spec, smooth, max_batch=max_batch)
         self.regions = tuple(regions)
         self.class_ids = np.array(sorted({c for r in regions for c in REGIONS[r]}), np.int64)
 

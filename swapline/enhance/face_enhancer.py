@@ -28,19 +28,13 @@ from ..face.align import crop_box_in_frame, invert_affine, warp_to_template
 from ..face.types import Face
 from ..models.catalog import Normalisation
 from ..models.enhance_catalog import EnhancerSpec
+from ..runtime.model import ModelRunner, tensor_info
 
 Patch = tuple[np.ndarray, np.ndarray, tuple[int, int]]
 
-_NP_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
-
-
-def fixed_batch_one(shape: Sequence[Any]) -> bool:
-    """Whether an ONNX input shape pins the batch axis to 1 (``[1, 3, 512, 512]``)."""
-    return len(shape) > 0 and isinstance(shape[0], int) and shape[0] == 1
-
-
 def to_tensor(crops: Sequence[np.ndarray], norm: Normalisation, dtype: Any = np.float32) -> np.ndarray:
-    """``N`` BGR uint8 crops ``(S, S, 3)`` -> ``(N, 3, S, S)`` (or NHWC per ``norm.layout``)."""
+    """``N`` BGR uint8 crops ``(S, S, 3)`` -> ``(N, 3, S, S)`` ``dtype`` (or NHWC per
+    ``norm.layout``)."""
     x: np.ndarray = np.stack(crops).astype(np.float32)
     if norm.channels == "rgb":
         x = x[..., ::-1]
@@ -70,15 +64,18 @@ def crop_to_region(m: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
 
 class FaceEnhancer:
     """A loaded enhancer: ``session`` is an ``onnxruntime.InferenceSession`` (or anything with
-    ``get_inputs``, ``get_outputs`` and ``run``), ``spec`` its :class:`EnhancerSpec`."""
+    ``get_inputs``, ``get_outputs`` and ``run``), ``spec`` its :class:`EnhancerSpec`. The session
+    runs through a :class:`~swapline.runtime.model.ModelRunner` (input types, a batch fixed at 1,
+    at most ``max_batch`` faces per call)."""
 
     def __init__(self, session: Any, spec: EnhancerSpec, *, mask_blur: float = 0.1,
-                 mask_padding: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)) -> None:
+                 mask_padding: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
+                 max_batch: int | None = None) -> None:
         self.session = session
         self.spec = spec
         self.mask_blur = float(mask_blur)
         self.mask_padding = mask_padding
-        inputs = list(session.get_inputs())
+        inputs = [tensor_info(i) for i in session.get_inputs()]
         by_name = {i.name: i for i in inputs}
         image = next((by_name[n] for n in spec.image_inputs if n in by_name), None)
         if image is None:
@@ -88,7 +85,6 @@ class FaceEnhancer:
                                  f"{[i.name for i in inputs]}")
             image = four_d[0]
         self._image = image
-        self._image_dtype = _NP_TYPES.get(image.type, np.float32)
         self._weight = next((by_name[n] for n in spec.weight_inputs if n in by_name), None)
         if spec.weight_inputs and self._weight is None:
             others = [i for i in inputs if i.name != image.name]
@@ -96,46 +92,49 @@ class FaceEnhancer:
         extra = [i.name for i in inputs if i.name not in (image.name, getattr(self._weight, "name", None))]
         if extra:
             raise ModelError(f"{spec.name}: unexpected model inputs {extra}")
-        outputs = list(session.get_outputs())
-        names = [o.name for o in outputs]
+        shared = (self._weight.name,) if self._weight is not None else ()
+        self.runner = ModelRunner(session, name=spec.name, shared=shared, max_batch=max_batch)
+        names = [o.name for o in self.runner.outputs]
         if spec.output_name is not None and spec.output_name in names:
             self._output = spec.output_name
         else:
-            four_d = [o.name for o in outputs if len(o.shape) == 4]
-            self._output = four_d[0] if four_d else names[0]
-        self.batch_one = fixed_batch_one(image.shape)
-        self.calls = 0  # session.run calls made (for tests and metrics)
+            images = [o.name for o in self.runner.outputs if len(o.shape) == 4]
+            self._output = images[0] if images else names[0]
         self._alpha: np.ndarray | None = None
+
+    @property
+    def batch_one(self) -> bool:
+        """Whether the model's batch axis is fixed at 1 (one call per face)."""
+        return self.runner.batch_one
+
+    @property
+    def calls(self) -> int:
+        """Model calls made so far (for tests and metrics)."""
+        return self.runner.calls
 
     # -- model ---------------------------------------------------------------------------------
     def _weight_feed(self, weight: float) -> np.ndarray:
         w = self._weight
         assert w is not None
-        dtype = _NP_TYPES.get(w.type, np.float64)
         if len(w.shape) == 0:
-            return np.asarray(weight, dtype=dtype)
+            return np.asarray(weight, dtype=np.float64)
         # Both known exports declare ``[1]`` (one weight for the whole batch).
-        return np.full((1,) * len(w.shape), weight, dtype=dtype)
+        return np.full((1,) * len(w.shape), weight, dtype=np.float64)
 
     def run(self, crops: Sequence[np.ndarray], weight: float = 0.5) -> list[np.ndarray]:
         """Restore aligned BGR uint8 crops ``(S, S, 3)``; returns restored crops of the same size."""
         if not crops:
             return []
-        groups = [[c] for c in crops] if self.batch_one else [list(crops)]
-        out: list[np.ndarray] = []
+        feeds = {self._image.name: to_tensor(crops, self.spec.normalisation)}
+        if self._weight is not None:
+            feeds[self._weight.name] = self._weight_feed(weight)  # cast to the model's type by the runner
+        y = self.runner.run(feeds, [self._output])[0]
         size = self.spec.size
-        for group in groups:
-            feeds = {self._image.name: to_tensor(group, self.spec.normalisation, self._image_dtype)}
-            if self._weight is not None:
-                feeds[self._weight.name] = self._weight_feed(weight)
-            y = self.session.run([self._output], feeds)[0]
-            self.calls += 1
-            if y.shape[0] != len(group):
-                raise ModelError(f"{self.spec.name}: {len(group)} crops in, {y.shape[0]} out")
-            for img in from_tensor(y, self.spec.normalisation):
-                if img.shape[:2] != (size, size):
-                    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-                out.append(img)
+        out: list[np.ndarray] = []
+        for img in from_tensor(y, self.spec.normalisation):
+            if img.shape[:2] != (size, size):
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            out.append(img)
         return out
 
     # -- frames --------------------------------------------------------------------------------

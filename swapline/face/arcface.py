@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.model import ModelRunner
 from .align import warp_to_template
 from .types import Face
 
@@ -19,20 +20,15 @@ ARCFACE_SIZE = 112
 ARCFACE_TEMPLATE = "arcface_112_v2"
 
 
-def _fixed_batch_one(session: Any) -> bool:
-    shape = session.get_inputs()[0].shape
-    return bool(shape) and shape[0] == 1
-
-
 class ArcFace:
-    """ArcFace recognizer over an ONNX Runtime session (or anything with ``run``/``get_inputs``)."""
+    """ArcFace recognizer over an ONNX Runtime session (or anything with ``run``/``get_inputs``),
+    run through a :class:`~swapline.runtime.model.ModelRunner` (input type, a batch fixed at 1,
+    at most ``max_batch`` faces per call)."""
 
-    def __init__(self, session: Any):
+    def __init__(self, session: Any, *, max_batch: int | None = None):
         self.session = session
-        inp = session.get_inputs()[0]
-        self._input = inp.name
-        self._dtype = np.float16 if "float16" in str(inp.type) else np.float32
-        self._batch_one = _fixed_batch_one(session)
+        self.runner = ModelRunner(session, name="arcface", max_batch=max_batch)
+        self._input = next(iter(self.runner.inputs))
 
     @staticmethod
     def align(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
@@ -50,11 +46,7 @@ class ArcFace:
         if len(crops) == 0:
             return np.zeros((0, 512), np.float32)
         blob = (crops[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - 127.5) / 127.5
-        blob = np.ascontiguousarray(blob, dtype=self._dtype)
-        if self._batch_one:
-            emb = np.concatenate([self.session.run(None, {self._input: blob[i:i + 1]})[0] for i in range(len(blob))])
-        else:
-            emb = self.session.run(None, {self._input: blob})[0]
+        emb = self.runner.run({self._input: blob})[0]
         emb = emb.reshape(len(crops), -1).astype(np.float32)
         if normalise:
             emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12

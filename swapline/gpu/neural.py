@@ -9,13 +9,13 @@ full-resolution step runs where the frame is. The model must run through the tor
 input and output never leave the device.
 
 Not done here (the CPU path is used instead, see :func:`neural_unsupported`): pixel boost above
-1, face enhancers, occlusion / region mask models.
+1, and any other processor whose kind is not marked ``on_device`` in
+:data:`swapline.pipeline.processors.KINDS` (face enhancers, occlusion / region mask models).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import cv2
 import numpy as np
@@ -32,31 +32,27 @@ from . import ops
 MASK_BLUR = 0.3  # NeuralSwapper.swap's default box-mask blur, as the CPU path uses it
 
 
-def neural_unsupported(config: SwapConfig, swapper: NeuralSwapper, *, enhancer: Any = None,
-                       occluder: Any = None, parser: Any = None) -> list[str]:
-    """What keeps a neural swap off the device path (empty: it can run there)."""
+def neural_unsupported(config: SwapConfig, swapper: NeuralSwapper, off_device: Sequence[str] = ()) -> list[str]:
+    """What keeps a neural swap off the device path (empty: it can run there).
+
+    ``off_device``: the other processors in use that the device path does not run, as their
+    kinds' table says (:meth:`swapline.pipeline.processors.Processors.off_device`).
+    """
     bad = []
     if not hasattr(swapper.session, "run_torch"):
         bad.append("a model session without the torch backend")
     if config.face_swapper_pixel_boost != 1:
         bad.append(f"face_swapper_pixel_boost={config.face_swapper_pixel_boost}")
-    if enhancer is not None:
-        bad.append("a face enhancer")
-    if occluder is not None or parser is not None:
-        bad.append("mask models")
+    bad.extend(off_device)
     return bad
 
 
 def _run(swapper: NeuralSwapper, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """The model's first output for ``x`` ``(N, 3, S, S)`` on the device (one call, or one per
-    sample for a graph whose batch is fixed at 1)."""
+    sample for a graph whose batch is fixed at 1: the swapper's
+    :class:`~swapline.runtime.model.ModelRunner` splits it)."""
     spec = swapper.spec
-    parts = [(x, source)] if not swapper.fixed_batch_one else [(x[i:i + 1], source[i:i + 1]) for i in range(len(x))]
-    outs = []
-    for t, s in parts:
-        swapper.calls += 1
-        outs.append(swapper.session.run_torch({spec.target_input: t, spec.source_input: s})[0])
-    return torch.cat(outs) if len(outs) > 1 else outs[0]
+    return swapper.runner.run_torch({spec.target_input: x, spec.source_input: source})[0]
 
 
 def swap_faces_neural_torch(frame: torch.Tensor, faces: Sequence[Face], swapper: NeuralSwapper,

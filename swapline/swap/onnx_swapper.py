@@ -34,6 +34,7 @@ from ..errors import ModelError
 from ..face.align import TEMPLATES, fit_similarity
 from ..face.types import Face
 from ..models.neural_catalog import EXTRA_TEMPLATES, SwapperSpec
+from ..runtime.model import ModelRunner
 
 
 def template_points(name: str, size: int) -> np.ndarray:
@@ -84,31 +85,24 @@ class SwapPatch:
         return iter((self.patch, self.alpha, self.origin))
 
 
-def _is_fp16(arg: Any) -> bool:
-    return "float16" in str(arg.type)
-
-
 class NeuralSwapper:
     """A neural swapper session driven by its :class:`SwapperSpec`.
 
     ``session``: an ONNX Runtime session (or anything with ``run``, ``get_inputs``,
-    ``get_outputs``). ``emap``: inswapper's ``(512, 512)`` projection (the graph's last
-    initializer, see :meth:`read_emap`); required for ``embedding_emap`` specs. ``converter``: the
-    embedding-converter session for ``embedding_converted`` specs.
+    ``get_outputs``), run through a :class:`~swapline.runtime.model.ModelRunner` (input types,
+    a batch fixed at 1, at most ``max_batch`` tiles per call). ``emap``: inswapper's
+    ``(512, 512)`` projection (the graph's last initializer, see :meth:`read_emap`); required for
+    ``embedding_emap`` specs. ``converter``: the embedding-converter session for
+    ``embedding_converted`` specs.
     """
 
     def __init__(self, session: Any, spec: SwapperSpec, *, emap: np.ndarray | None = None,
-                 converter: Any | None = None):
+                 converter: Any | None = None, max_batch: int | None = None):
         self.session = session
         self.spec = spec
-        inputs = {i.name: i for i in session.get_inputs()}
+        self.runner = ModelRunner(session, name=spec.name, max_batch=max_batch)
         for need in (spec.target_input, spec.source_input):
-            if need not in inputs:
-                raise ModelError(f"{spec.name}: the model has no input {need!r} (inputs: {', '.join(inputs)})")
-        self._target_fp16 = _is_fp16(inputs[spec.target_input])
-        self._source_fp16 = _is_fp16(inputs[spec.source_input])
-        shape = inputs[spec.target_input].shape
-        self.fixed_batch_one = bool(shape) and shape[0] == 1
+            self.runner.input(need)
         if spec.source_kind == "embedding_emap":
             if emap is None:
                 raise ModelError(f"{spec.name}: needs the emap matrix (last initializer of its graph)")
@@ -118,8 +112,17 @@ class NeuralSwapper:
         if spec.source_kind == "embedding_converted" and converter is None:
             raise ModelError(f"{spec.name}: needs its embedding converter {spec.converter}")
         self.emap = emap
-        self.converter = converter
-        self.calls = 0
+        self.converter = ModelRunner(converter, name=spec.converter or "converter") if converter is not None else None
+
+    @property
+    def fixed_batch_one(self) -> bool:
+        """Whether the graph's batch axis is fixed at 1 (one call per tile)."""
+        return self.runner.batch_one
+
+    @property
+    def calls(self) -> int:
+        """Model calls made so far."""
+        return self.runner.calls
 
     # -- loading ---------------------------------------------------------------------------------
     @staticmethod
@@ -185,7 +188,7 @@ class NeuralSwapper:
             return (emb / (np.linalg.norm(emb) + 1e-12)).astype(np.float32)
         conv = self.converter
         assert conv is not None  # checked in __init__
-        out = conv.run(None, {conv.get_inputs()[0].name: emb})[0].reshape(1, -1).astype(np.float32)
+        out = conv.run({next(iter(conv.inputs)): emb})[0].reshape(1, -1).astype(np.float32)
         if spec.normalise_converted:
             out /= np.linalg.norm(out) + 1e-12
         return out
@@ -210,19 +213,11 @@ class NeuralSwapper:
     def run(self, target: np.ndarray, source: np.ndarray) -> np.ndarray:
         """Run the model on ``target`` ``(N, 3, S, S)`` and ``source`` ``(N, ...)``; first output.
 
-        One call for the whole batch, or one per sample when the graph's batch is fixed at 1.
+        One call for the whole batch (split at ``max_batch``), or one per sample when the graph's
+        batch is fixed at 1; inputs are cast to the model's types (float16 models included).
         """
         spec = self.spec
-        t = target.astype(np.float16) if self._target_fp16 else target
-        s = source.astype(np.float16) if self._source_fp16 else source.astype(np.float32)
-        if self.fixed_batch_one and len(t) > 1:
-            outs = []
-            for i in range(len(t)):
-                self.calls += 1
-                outs.append(self.session.run(None, {spec.target_input: t[i:i + 1], spec.source_input: s[i:i + 1]})[0])
-            return np.concatenate(outs)
-        self.calls += 1
-        return self.session.run(None, {spec.target_input: t, spec.source_input: s})[0]
+        return self.runner.run({spec.target_input: target, spec.source_input: source})[0]
 
     def swap(self, frame: np.ndarray, faces: Sequence[Face], source_input: np.ndarray | Sequence[np.ndarray], *,
              weight: float = 1.0, pixel_boost: int = 1, mask_blur: float = 0.3,
