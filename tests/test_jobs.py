@@ -153,3 +153,20 @@ def test_preview_swaps_one_frame_and_lists_the_faces(runner: Runner) -> None:
     assert cosine(out_face.embedding, biden.embedding) > cosine(out_face.embedding, in_face.embedding)
     # a second preview reuses the prepared source
     assert runner.source([media("src_biden.jpg")], config) is biden
+
+
+def test_every_advertised_video_extension_is_written(runner: Runner, tmp_path: Path) -> None:
+    from swapline.errors import OutputError
+    from swapline.formats import VIDEO_OUTPUT_EXTENSIONS
+
+    silent = media("vid_intel_head-pose-face-detection-male.mp4")  # no audio: every container holds it
+    for ext in VIDEO_OUTPUT_EXTENSIONS:
+        out = tmp_path / f"out{ext}"
+        result = runner.run(Job(sources=(media("src_biden.jpg"),), target=silent, output=out,
+                                video=VideoConfig(trim_end=3)))
+        assert result.frames == 3 == _frame_count(out), ext
+    # AAC audio cannot go into WebM: refused with a clear line before any frame is swapped
+    with pytest.raises(OutputError, match="cannot hold the input's aac audio"):
+        runner.run(Job(sources=(media("src_biden.jpg"),), target=media(CLIP), output=tmp_path / "a.webm",
+                       video=VideoConfig(trim_end=3)))
+    assert not (tmp_path / "a.webm").exists()

@@ -73,9 +73,13 @@ class EncodeOptions:
     preset: str = "veryfast"
     threads: int = 0
 
-    def resolved_encoder(self) -> str:
-        """The encoder to open: ``auto`` resolved by :func:`probe_hardware`."""
+    def resolved_encoder(self, ext: str = ".mp4") -> str:
+        """The encoder to open for a file with extension ``ext``: ``auto`` is VP9 for WebM
+        (which holds no H.264), else H.264 by NVENC when :func:`probe_hardware` finds it, else
+        libx264."""
         if self.encoder == "auto":
+            if ext.lower() == ".webm":
+                return "libvpx-vp9"
             return "h264_nvenc" if probe_hardware()["nvenc"] else "libx264"
         return self.encoder
 
@@ -239,7 +243,7 @@ class VideoWriter:
 
     # -- setup -------------------------------------------------------------------------------------
     def _open(self, ext: str, audio_from: Path | None) -> None:
-        encoder = self.options.resolved_encoder()
+        encoder = self.options.resolved_encoder(ext)
         try:
             self._out = av.open(str(self.temp_path), "w")
         except (av.error.FFmpegError, OSError) as exc:
