@@ -57,7 +57,7 @@ from .config import (
 from .errors import ConfigError, SwaplineError
 from .models.enhance_catalog import ENHANCERS, MASKERS, REGIONS
 from .models.neural_catalog import SWAPPERS
-from .runtime.session import PROVIDER_NAMES
+from .runtime.providers import PROVIDER_NAMES
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -332,7 +332,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_models
+    from . import cli_jobs, cli_models, cli_serve
 
     parser = _Parser(
         prog="swapline",
@@ -412,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_options(p)
 
     cli_models.register(sub)
+    cli_serve.register(sub)
+    cli_jobs.register(sub)
     return parser
 
 
@@ -608,8 +610,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from . import cli_models
-    from .bench.image import run_benchmark
+    from . import cli_jobs, cli_models, cli_serve
     from .commands import run_demo, run_doctor
 
     runtime = runtime_from_args(args)
@@ -633,11 +634,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_video_benchmark(args.video, args.source, runtime, video_config_from_args(args),
                                        loops=args.long, json_path=args.json)
+        from .bench.image import run_benchmark  # here: it loads ONNX Runtime and ONNX
+
         return run_benchmark(runtime, repeat=args.repeat, json_path=args.json)
     if args.command == "doctor":
         return run_doctor(runtime)
     if args.command == "models":
         return cli_models.run(args, runtime)
+    if args.command == "serve":
+        return cli_serve.run(args, runtime)
+    if args.command == "jobs":
+        return cli_jobs.run(args, runtime)
     raise AssertionError(args.command)
 
 

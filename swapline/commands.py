@@ -136,7 +136,7 @@ def run_doctor(runtime: RuntimeConfig) -> int:
     """Print versions, execution providers, devices, codecs and the model store's state."""
     from . import __version__
     from .gpu.report import runtime_report
-    from .models.registry import full_catalog
+    from .models.registry import catalogue_status, full_catalog
     from .models.store import ModelStore
     from .runtime.session import default_threads
 
@@ -157,6 +157,6 @@ def run_doctor(runtime: RuntimeConfig) -> int:
     print(f"CPU threads:         {runtime.intra_op_threads or default_threads()}")
     store = ModelStore(runtime, progress=False, catalog=full_catalog())
     print(f"model cache:         {store.root}")
-    for st in store.status():
-        print(f"  {st.name:<24} {st.state:<14} {st.licence}")
+    for st in catalogue_status(store):
+        print(f"  {st.name:<24} {st.state:<20} {st.licence}")
     return 0

@@ -49,7 +49,6 @@ from .. import tempfiles
 from ..config import RuntimeConfig
 from ..errors import ModelError
 from .catalog import CATALOG, DEFAULT_MODELS, ModelSpec, PackageSource, Source, UrlSource, WheelSource, get_spec
-from .convert import RECIPE_VERSION, apply_conversions
 from .manifest import Manifest, sha256_file
 
 log = logging.getLogger(__name__)
@@ -335,6 +334,7 @@ class ModelStore:
     def _manifest_ok(self, spec: ModelSpec, converted: Path, *, full: bool = False) -> bool:
         """Whether ``converted`` is a conversion of the catalogue's original by today's recipe,
         and holds the bytes its record says (size and mtime of a signed record; else hashed)."""
+        from .convert import RECIPE_VERSION  # onnx is imported only when a model is checked or converted
         book = self._manifest_for(converted)
         entry = book.entry(converted)
         if entry is None or not converted.exists():
@@ -562,6 +562,7 @@ class ModelStore:
         """Convert ``original`` into ``converted`` and record it; the written file is hashed
         again and must hold the bytes the conversion produced, else it is deleted and this is a
         :class:`ModelError` naming it (the caller has already thrown away a bad copy once)."""
+        from .convert import RECIPE_VERSION, apply_conversions  # onnx only when a file is checked or converted
         self._say(f"converting model {spec.name} ({', '.join(spec.convert)}) once")
         digest = apply_conversions(original, converted, spec.convert)
         try:

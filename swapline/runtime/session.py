@@ -31,19 +31,10 @@ from ..errors import ConfigError, ModelError
 from ..models.manifest import Manifest, sha256_file
 from .fp16 import convert_fp16, fp16_path
 from .memory import GIB, MemoryConfig, arena_strategy, should_release
+from .providers import PROVIDER_NAMES
 
 log = logging.getLogger(__name__)
 
-PROVIDER_NAMES: dict[str, str] = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-    "migraphx": "MIGraphXExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "directml": "DmlExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
 # Recipe versions recorded in the manifest of the copies made here (bump when their output changes).
 OPTIMIZE_RECIPE = "ort-optimize"
 FP16_RECIPE = "fp16"
