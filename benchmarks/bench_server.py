@@ -58,7 +58,7 @@ def _wait_done(client: httpx.Client, job_id: str) -> dict:
         record = client.get(f"/jobs/{job_id}").json()
         if record["state"] in ("done", "failed", "cancelled"):
             return record
-        time.sleep(0.02)
+        time.sleep(0.1)
 
 
 def _stats(ms: list[float]) -> str:
@@ -123,7 +123,7 @@ def main() -> int:
 
             clip_id = _upload(client, clip)
             options = {"trim_end": args.frames}
-            core_s, api_s, cli_s = [], [], []
+            core_s, api_s, cli_s, waits, runs = [], [], [], [], []
             with Runner() as runner:
                 runner.run(Job(sources=(source,), target=clip, output=Path(tmp) / "warm.mp4",
                                video=VideoConfig(trim_end=10), force=True))  # models loaded, as in a warm server
@@ -137,6 +137,8 @@ def main() -> int:
                     done = _wait_done(client, rec["id"])
                     api_s.append(time.perf_counter() - t0)
                     assert done["state"] == "done", done
+                    waits.append(done["started"] - done["created"])
+                    runs.append(done["finished"] - done["started"])
                     t0 = time.perf_counter()
                     subprocess.run([sys.executable, "-m", "swapline", "swap", "-s", str(source), "-t", str(clip),
                                     "-o", str(Path(tmp) / f"cli{r}.mp4"), "--trim-frame-end", str(args.frames),
@@ -149,7 +151,8 @@ def main() -> int:
                            api_overhead=(api - core) / core)
             print(f"job, {args.frames} frames of {clip.name}: job core {core:.2f} s, API {api:.2f} s "
                   f"(overhead {100 * (api - core) / core:+.1f} %), whole `swapline swap` process "
-                  f"{statistics.median(cli_s):.2f} s (medians of {args.rounds})")
+                  f"{statistics.median(cli_s):.2f} s (medians of {args.rounds}); in the server: queued "
+                  f"{1000 * statistics.median(waits):.0f} ms, run {statistics.median(runs):.2f} s")
             print(f"server peak during the jobs: {mem['VmHWM']:.0f} MiB resident (now {mem['VmRSS']:.0f})")
         finally:
             server.terminate()

@@ -62,6 +62,7 @@ class JobWorker:
         self._run_lock = threading.Lock()  # one job at a time, whichever thread runs it
         self._current: tuple[str, CancelToken] | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by notify(): a job was queued
         self._thread: threading.Thread | None = None
         self._interrupt = False
 
@@ -87,10 +88,15 @@ class JobWorker:
             thread = self._thread
             self._interrupt = interrupt
             self._stop.set()
+            self._wake.set()
             if interrupt and self._current is not None:
                 self._current[1].cancel()
         if wait and thread is not None:
             thread.join()
+
+    def notify(self) -> None:
+        """A job was just queued: an idle worker claims it now instead of at its next poll."""
+        self._wake.set()
 
     @property
     def running(self) -> bool:
@@ -147,7 +153,8 @@ class JobWorker:
                 log.exception("job worker: store error; trying again")
                 ran = None
             if ran is None:
-                self._stop.wait(self.poll_s)
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
 
     def _run(self, record: JobRecord) -> None:
         """Run one claimed job and record its end."""

@@ -99,6 +99,7 @@ async def submit(request: Request) -> JSONResponse:
         job = Job(sources=tuple(m.path for m in inputs.sources), target=inputs.target.path,
                   output=workdir / output_name(inputs), config=config, video=video, force=True)
         record = await run_in_threadpool(state.store.submit, job, workdir=workdir, job_id=job_id)
+        state.worker.notify()
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
