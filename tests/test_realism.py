@@ -191,12 +191,7 @@ def test_mirror_completion_fills_a_hidden_half(frontal) -> None:  # noqa: ANN001
 
 # --- target occluders and the background -------------------------------------------------------
 
-_CURLS_OPEN = pytest.mark.xfail(strict=True, reason="issue 8 open: the target's skin model finds only part of a "
-                                "curly fringe (2026-12-01: 73 % of its pixels kept; the painted child's: 100 %)")
-
-
-@pytest.mark.parametrize("target_name", ["hard_painting_child.jpg",
-                                         pytest.param("hard_curls_glasses.jpg", marks=_CURLS_OPEN)])
+@pytest.mark.parametrize("target_name", ["hard_painting_child.jpg", "hard_curls_glasses.jpg"])
 def test_target_fringe_stays_in_front(full_realism, target_name: str) -> None:  # noqa: ANN001
     """Hair over the target's forehead (dark, not skin, inside the face outline) is unchanged."""
     session = full_realism

@@ -18,7 +18,8 @@ from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
 from ..swap.mesh import COARSE_STEP
-from ..swap.validity import CENTRE, EDGE, FEATURE, RATIO_SCALE, forehead_zone, occluder_keep, skin_patches
+from ..swap.validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_DARK_WEIGHT, RATIO_SCALE, forehead_zone,
+                             occluder_keep, skin_patches)
 from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
 from .multiband import multiband_blend, multiband_reach
 from .poisson import poisson_blend
@@ -176,7 +177,9 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     testable = ((geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead))
                 | ((geo.parts == FEATURE) & forehead & ~brows) | ring)
     width = float(np.ptp(mesh_c[_OVAL, 0]))
-    occ_w = 1.0 - occluder_keep(small, shade, skin_patches((ch, cw), mesh_c), testable, width)
+    # above the brows nothing but hair is much darker than the light predicts
+    dark = np.where(forehead & ~brows, np.float32(FOREHEAD_DARK_WEIGHT), np.float32(OCCLUDER_DARK_WEIGHT))
+    occ_w = 1.0 - occluder_keep(small, shade, skin_patches((ch, cw), mesh_c), testable, width, dark)
     # back to the target's own pixels: q shows what the warp put at q - (T(q) - q)
     gx, gy = np.meshgrid(np.arange(cw, dtype=np.float32), np.arange(ch, dtype=np.float32))
     occ = cv2.remap(occ_w, 2.0 * gx - tx, 2.0 * gy - ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)

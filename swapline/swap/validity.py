@@ -43,6 +43,7 @@ SKIN_SOFT, SKIN_HARD = 2.5, 4.5  # skin distance where a texel starts / stops be
 # weight on darkness in the target's occluder test: creases and the shade under the nose are
 # darker than the smooth lighting predicts, hair is several times darker still
 OCCLUDER_DARK_WEIGHT = 0.5
+FOREHEAD_DARK_WEIGHT = 1.5  # above the brows (no creases or nose shade there): hair is darker than skin
 OCCLUDER_OPEN, OCCLUDER_GROW, OCCLUDER_SOFT = 0.015, 0.02, 0.008  # fractions of the face width
 
 
@@ -256,7 +257,7 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
 
 
 def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, testable: np.ndarray,
-                  face_width: float) -> np.ndarray:
+                  face_width: float, dark_weight: np.ndarray | float = OCCLUDER_DARK_WEIGHT) -> np.ndarray:
     """What of a target face must stay in front of the swap: its hair, fringe, glasses frames,
     hands — whatever is not skin where skin should be.
 
@@ -266,6 +267,7 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
         skin_where: ``(h, w) bool`` cheek, nose and chin patches (the skin model's samples).
         testable: ``(h, w) bool`` face surface that is not an eye, brow, nose or lip.
         face_width: the face's width in these pixels.
+        dark_weight: how much darker-than-skin counts, everywhere or per pixel ``(h, w)``.
     Returns:
         ``(h, w) float32``: 1 where the swap may go, falling to 0 over occluders.
     """
@@ -275,7 +277,8 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
     if stats is None:
         return keep
     occ = np.zeros(image.shape[:2], np.float32)  # only where the test applies
-    occ[testable] = _smoothstep(skin_distance(ratio[testable], stats, OCCLUDER_DARK_WEIGHT), SKIN_SOFT, SKIN_HARD)
+    dark = dark_weight[testable] if isinstance(dark_weight, np.ndarray) else dark_weight
+    occ[testable] = _smoothstep(skin_distance(ratio[testable], stats, dark), SKIN_SOFT, SKIN_HARD)
     # specks are noise, an occluder has extent: open (thin strands survive), grow past the soft
     # edge so the occluder's own pixels stay whole, then soften
     def disc(frac: float) -> np.ndarray:
