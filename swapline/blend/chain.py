@@ -27,6 +27,7 @@ from .relight import fit_face_lighting, mean_shading, shading_map
 
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _NOSE_BASE = 2
+_INNER_LIPS = topo.as_array(topo.LIPS_INNER)
 YUV_DETAIL_SIGMA = 0.05  # fraction of the face width: coarser luminance comes from the target
 
 
@@ -168,7 +169,8 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     ty = (geo.maps[1] + 0.5) * np.float32(sy) - 0.5
     own = polygon_mask((ch, cw), geo.target_mesh[_OVAL, :2] * np.array([sx, sy], np.float32))
     own_w = cv2.remap(own, tx, ty, cv2.INTER_LINEAR) > 0.5  # the target's own face, as drawn
-    ring = (geo.parts == 0) & (geo.changed_canvas > 0) & (geo.face_canvas < 0.5) & own_w
+    mouth = polygon_mask((ch, cw), mesh_c[_INNER_LIPS]) > 0.5  # the open mouth is the target's anyway
+    ring = (geo.parts == 0) & (geo.changed_canvas > 0) & (geo.face_canvas < 0.5) & own_w & ~mouth
     forehead = forehead_zone((ch, cw), mesh_c)
     # above the brows the features by their own outlines (brow triangles reach far up), below
     # them by their triangles (eye sockets and the nose's sides are shaded more than the smooth
