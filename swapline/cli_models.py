@@ -1,4 +1,8 @@
-"""``swapline models list | prepare | verify``: the model store on the command line.
+"""``swapline models list | prepare | verify | trust | untrust``: the model store on the command line.
+
+``trust PATH --as NAME`` lets a file of the user's stand in for a catalogue model (FaceFusion's
+re-export of inswapper, Deep-Live-Cam's fp16 copy): its graph is checked against the model's
+interface, then its sha256 is recorded as trusted by the user; ``untrust NAME`` forgets it.
 
 ``register(subparsers)`` adds the command to the main parser; ``run(args, runtime)`` carries it
 out and returns the exit code. Errors from the store (:class:`~swapline.errors.ModelError`) are
@@ -10,11 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from .config import RuntimeConfig
 from .models.catalog import CATALOG, DEFAULT_MODELS
-from .models.registry import catalogue_status, full_catalog
+from .models.registry import catalogue_status, full_catalog, trust_model, untrust_model
 from .models.store import CORRUPT, ModelStatus, ModelStore
 
 
@@ -28,10 +33,11 @@ def register(subparsers: Any) -> None:
 
     parser = subparsers.add_parser(
         "models",
-        help="list, prepare or verify the model files",
-        description="Show which models are at hand, fetch and convert the defaults, re-check hashes.",
+        help="list, prepare, verify or trust the model files",
+        description="Show which models are at hand, fetch and convert the defaults, re-check hashes, "
+                    "use a model file of your own.",
     )
-    sub = parser.add_subparsers(dest="models_command", metavar="{list,prepare,verify}")
+    sub = parser.add_subparsers(dest="models_command", metavar="{list,prepare,verify,trust,untrust}")
     sub.required = True
     listing = sub.add_parser(
         "list",
@@ -50,9 +56,22 @@ def register(subparsers: Any) -> None:
     check = sub.add_parser(
         "verify",
         help="re-hash every file at hand against the catalogue or its manifest record, the optimised "
-             "copies included; bad cached files are deleted",
+             "copies and the files you trust included; bad cached files are deleted",
     )
     add_runtime_options(check)
+    trust = sub.add_parser(
+        "trust",
+        help="use a model file of yours whose sha256 is not the published one (e.g. FaceFusion's or "
+             "Deep-Live-Cam's copy): its interface is checked, its sha256 recorded; runs that use it "
+             "say so",
+    )
+    trust.add_argument("path", type=Path, metavar="PATH", help="the model file")
+    trust.add_argument("--as", dest="as_name", required=True, metavar="NAME",
+                       help="the catalogue model it stands in for (see: swapline models list)")
+    add_runtime_options(trust)
+    untrust = sub.add_parser("untrust", help="forget the file you trusted as a model")
+    untrust.add_argument("name", metavar="NAME", help="the model name given to trust --as")
+    add_runtime_options(untrust)
 
 
 def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None = None) -> int:
@@ -77,6 +96,13 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
         for path in paths:
             print(f"ready  {path}", file=stream)
         return 0
+    if command == "trust":
+        _, line = trust_model(store, args.path, args.as_name)
+        print(line, file=stream)
+        return 0
+    if command == "untrust":
+        print(untrust_model(store, args.name), file=stream)
+        return 0
     if command == "verify":
         checks = store.verify()
         for name, ok, message in checks:
@@ -98,7 +124,7 @@ def format_status(rows: Sequence[ModelStatus]) -> str:
         (
             r.name + (" *" if r.default else ""),
             r.role,
-            r.state,
+            r.shown_state,
             _size(r.size) if r.size else "-",
             download_note(r),
             r.licence,

@@ -158,5 +158,5 @@ def run_doctor(runtime: RuntimeConfig) -> int:
     store = ModelStore(runtime, progress=False, catalog=full_catalog())
     print(f"model cache:         {store.root}")
     for st in catalogue_status(store):
-        print(f"  {st.name:<24} {st.state:<20} {st.licence}")
+        print(f"  {st.name:<24} {st.shown_state:<20} {st.licence}")
     return 0

@@ -29,7 +29,13 @@ from onnx.reference import ReferenceEvaluator
 
 from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
-from swapline.models.convert import drop_initializer_inputs, dynamic_batch, fold_dequantize
+from swapline.models.convert import (
+    BatchProbe,
+    drop_initializer_inputs,
+    dynamic_batch,
+    fold_dequantize,
+    free_batch_dims,
+)
 from swapline.models.store import ModelStore
 
 
@@ -43,6 +49,12 @@ def _session(path: Path) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _session_bytes(data: bytes) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
 def _opencv_outputs(path: Path, input_name: str, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
@@ -100,9 +112,21 @@ def test_yunet_fold_matches_the_int8_original(store: ModelStore) -> None:
         assert np.abs(g - w.reshape(g.shape)).max() < 1e-4, name
 
 
-def test_yunet_refuses_a_dynamic_batch(store: ModelStore) -> None:
-    with pytest.raises(ModelError, match="batch 3"):
-        dynamic_batch(onnx.load(str(store.path("yunet"))))
+def test_yunet_batch_one_reshapes_are_freed_and_match_batch_one_runs(store: ModelStore) -> None:
+    """YuNet bakes batch 1 into its Reshapes (declaring a free batch alone does not run at 3):
+    the conversion rewrites them and the result equals three batch-1 runs at a real size."""
+    path = store.path("yunet")
+    model = onnx.load(str(path))
+    declared = free_batch_dims(model)
+    with pytest.raises(ModelError, match="batch 3"):  # declaring a free batch is not enough
+        BatchProbe(declared, 3).check(declared)
+    batched = _session_bytes(dynamic_batch(model).SerializeToString())
+    single = _session(path)
+    x = (np.random.default_rng(4).random((3, 3, 384, 640)) * 255).astype(np.float32)
+    got = batched.run(None, {"input": x})
+    want = [np.concatenate(parts) for parts in zip(*(single.run(None, {"input": x[i:i + 1]}) for i in range(3)))]
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape and np.abs(g - w).max() < 1e-4
 
 
 def test_sface_fp32_matches_the_int8_original_and_batches(store: ModelStore) -> None:

@@ -279,6 +279,7 @@ def test_model_dir_file_with_wrong_hash_is_refused(tmp_path: Path, server: tuple
 
     message = str(err.value)
     assert str(mine / "tiny.onnx") in message and "does not match" in message
+    assert f"swapline models trust {mine / 'tiny.onnx'} --as tiny" in message  # issue 14: how to use it anyway
     assert (mine / "tiny.onnx").exists()  # the user's file is never deleted
 
 
@@ -382,11 +383,12 @@ def test_converted_file_in_model_dir_needs_its_manifest(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / made.name).write_bytes(made.read_bytes())
-    with pytest.raises(ModelError, match="cannot be verified"):
-        _yunet_store(tmp_path / "b", model_dir=mine).path("yunet")
+    # no record ties it to a verified original: ignored, and the store converts its own (issue 14)
+    own = _yunet_store(tmp_path / "b", model_dir=mine).path("yunet")
+    assert own == tmp_path / "b" / "models" / made.name and (mine / made.name).exists()
     manifest = made.parent / (made.name + ".json")
     (mine / manifest.name).write_bytes(manifest.read_bytes())
-    assert _yunet_store(tmp_path / "b", model_dir=mine).path("yunet") == mine / made.name
+    assert _yunet_store(tmp_path / "c", model_dir=mine).path("yunet") == mine / made.name
 
 
 def test_cli_list_prepare_verify(tmp_path: Path) -> None:

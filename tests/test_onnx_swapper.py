@@ -15,7 +15,7 @@ from onnx import numpy_helper
 from swapline.errors import ModelError
 from swapline.face.arcface import ArcFace
 from swapline.face.types import Face
-from swapline.models.catalog import CATALOG, _check_catalog
+from swapline.models.catalog import CATALOG, check_file_names
 from swapline.models.convert import dynamic_batch
 from swapline.models.neural_catalog import (
     CONVERTERS,
@@ -288,7 +288,7 @@ def test_arcface_embeds_a_batch_of_aligned_112_crops(tmp_path: Path) -> None:
 
 def test_catalogue_entries() -> None:
     merged = merged_catalog()
-    _check_catalog(merged)
+    check_file_names(merged)
     assert set(CATALOG) < set(merged)
     verified = catalog_entries()
     assert {"inswapper_128", "arcface_w600k_r50"} <= set(verified)

@@ -91,7 +91,10 @@ class ModelSpec:
     conversion steps applied in order (empty: the original is run as it is);
     ``converted_name`` is the runnable file's name when there are steps. ``input_size`` is
     ``(width, height)`` in pixels; ``template`` names the 5-point warp template the crop is
-    aligned to (``None`` for detectors, which take whole frames).
+    aligned to (``None`` for detectors, which take whole frames). ``aliases`` are other names
+    the same model's original goes by in other tools' model folders (FaceFusion's
+    ``arcface_w600k_r50.onnx``, Deep-Live-Cam's ``inswapper_128_fp16.onnx``): ``--model-dir`` is
+    searched for them after ``file_name``.
     """
 
     name: str
@@ -107,6 +110,7 @@ class ModelSpec:
     normalisation: Normalisation = Normalisation()
     licence: str = "unknown"
     description: str = ""
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
@@ -122,6 +126,11 @@ class ModelSpec:
     @property
     def needs_conversion(self) -> bool:
         return bool(self.convert)
+
+    @property
+    def original_names(self) -> tuple[str, ...]:
+        """Every name the original may have in a model folder: ``file_name``, then ``aliases``."""
+        return (self.file_name, *(a for a in self.aliases if a != self.file_name))
 
     @property
     def has_remote_source(self) -> bool:
@@ -251,14 +260,15 @@ def get_spec(name: str, catalog: dict[str, ModelSpec] | None = None) -> ModelSpe
 
 
 def spec_file_names(spec: ModelSpec) -> tuple[str, ...]:
-    """The names a model's files may have on disk: the original, then the converted one."""
-    names = [spec.file_name]
+    """The names a model's files may have on disk: the original (and its aliases), then the
+    converted one."""
+    names = list(spec.original_names)
     if spec.convert and spec.converted_name:
         names.append(spec.converted_name)
     return tuple(names)
 
 
-def _check_catalog(table: dict[str, ModelSpec]) -> None:
+def check_file_names(table: dict[str, ModelSpec]) -> None:
     """Catch copy-paste mistakes at import: file names unique across models."""
     seen: dict[str, str] = {}
     for spec in table.values():
@@ -270,4 +280,4 @@ def _check_catalog(table: dict[str, ModelSpec]) -> None:
             seen[fname] = spec.name
 
 
-_check_catalog(CATALOG)
+check_file_names(CATALOG)

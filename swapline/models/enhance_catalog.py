@@ -80,6 +80,7 @@ class EnhancerSpec:
     output_name: str | None = None
     model: ModelSpec | None = None
     description: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def downloadable(self) -> bool:
@@ -107,6 +108,7 @@ class MaskerSpec:
     model: ModelSpec | None = None
     description: str = ""
     inverted: bool = False
+    aliases: tuple[str, ...] = ()
 
     @property
     def downloadable(self) -> bool:
@@ -117,12 +119,23 @@ def _mb(x: float) -> int:
     return round(x * 1e6)
 
 
+#: FaceFusion's file names for the same enhancers and parsers (its ``.assets/models`` folder), so
+#: ``--model-dir`` finds them there; its copies may be other exports (``swapline models trust``).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "gfpgan_1.4": ("gfpgan_1.4.onnx",),
+    "codeformer": ("codeformer.onnx",),
+    "gpen_bfr_256": ("gpen_bfr_256.onnx",),
+    "gpen_bfr_512": ("gpen_bfr_512.onnx",),
+    "bisenet_resnet_34": ("bisenet_resnet_34.onnx",),
+}
+
+
 def _spec(name: str, role: str, file_name: str, sha256: str, url: str, approx_mb: float, size: int,
           template: str, norm: Normalisation, licence: str, description: str) -> ModelSpec:
     return ModelSpec(
         name=name, role=role, file_name=file_name, sha256=sha256, size=_mb(approx_mb),
         sources=(UrlSource(url),), input_size=(size, size), template=template, normalisation=norm,
-        licence=licence, description=description,
+        licence=licence, description=description, aliases=ALIASES.get(name, ()),
     )
 
 
@@ -135,7 +148,7 @@ def _enhancer(name: str, family: str, template: str, size: int, file_name: str, 
                       MINUS_ONE_ONE, licence, description)
     return EnhancerSpec(name=name, family=family, template=template, size=size, file_name=file_name,
                         url=url, licence=licence, approx_mb=approx_mb, model=model,
-                        description=description, **kw)  # type: ignore[arg-type]
+                        description=description, aliases=ALIASES.get(name, ()), **kw)  # type: ignore[arg-type]
 
 
 _GFPGAN_LICENCE = "Apache-2.0 (TencentARC GFPGAN)"
@@ -187,7 +200,7 @@ def _masker(name: str, kind: str, template: str, size: int, file_name: str, url:
                       licence, description)
     return MaskerSpec(name=name, kind=kind, template=template, size=size, file_name=file_name, url=url,
                       licence=licence, approx_mb=approx_mb, normalisation=norm, model=model,
-                      description=description, inverted=inverted)
+                      description=description, inverted=inverted, aliases=ALIASES.get(name, ()))
 
 
 _XSEG_LICENCE = "GPL-3.0 (DeepFaceLab XSeg, iperov)"

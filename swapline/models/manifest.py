@@ -20,8 +20,20 @@ size and mtime with the record (:meth:`Manifest.check`). Any other record -- han
 from another folder, from an older swapline, or a file whose mtime changed -- is checked by
 hashing the whole file; when the hash agrees and the folder is writable the record is signed
 again, so the next load is cheap. ``full=True`` (``swapline models verify``) always re-hashes.
-What a record says about the original (``original_sha256``, recipe) is for the caller to judge:
-this module only ties the record to the bytes of its file.
+What a record says about the original (``original_sha256``, recipe) is for the caller to judge,
+with :func:`derived_problem`: a derived file (converted, optimised, float16) is used only when its
+record names the sha256 of an original the caller knows (verified against the catalogue, or
+trusted by the user) and today's recipe version; a record that names no original, or one the
+caller does not know, means the file is made again -- however right the record's own hash is.
+
+Files the user trusts (``swapline models trust PATH --as NAME``) live outside the folder; their
+records are kept by model name in ``<folder>/trusted/<NAME>.json`` (kind ``"trusted"``, ``original``
+the file's path), signed like the others (:meth:`Manifest.trust`, :meth:`Manifest.trusted`).
+A trust record that is not signed with the folder's key (hand-written, copied) trusts nothing.
+
+``fixed_batch`` records that a dynamic-batch conversion could not free the batch axis and left
+the graph at batch 1 (its runs go one item at a time); records without it leave it out of the
+signed payload, so older signatures stay valid.
 """
 
 from __future__ import annotations
@@ -31,8 +43,10 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +56,10 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 SUFFIX = ".json"
 KEY_NAME = ".manifest-key"
-KINDS = ("original", "converted", "optimized", "fp16")
+KINDS = ("original", "converted", "optimized", "fp16", "trusted")
+DERIVED_KINDS = ("converted", "optimized", "fp16")
+TRUSTED_DIR = "trusted"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")
 
 
 def sha256_file(path: Path) -> str:
@@ -74,12 +91,15 @@ class Entry:
     recipe: str | None = None
     recipe_version: str | None = None
     steps: tuple[str, ...] = ()
+    fixed_batch: int | None = None
     mac: str | None = field(default=None, compare=False)
 
     def payload(self) -> dict[str, Any]:
-        """The record as JSON data, without its mac."""
+        """The record as JSON data, without its mac (and without ``fixed_batch`` when unset)."""
         data = asdict(self)
         data.pop("mac")
+        if self.fixed_batch is None:
+            data.pop("fixed_batch")
         data["steps"] = list(self.steps)
         data["format"] = FORMAT
         return data
@@ -105,6 +125,7 @@ class Entry:
         steps = data.get("steps") or ()
         if not isinstance(steps, (list, tuple)) or not all(isinstance(s, str) for s in steps):
             raise ValueError("steps is not a list of names")
+        fixed = data.get("fixed_batch")
         return cls(
             file=str(data.get("file") or ""),
             kind=str(data.get("kind") or "converted"),
@@ -117,6 +138,7 @@ class Entry:
             recipe=_opt_str(recipe),
             recipe_version=_opt_str(version),
             steps=tuple(steps),
+            fixed_batch=None if fixed is None else int(fixed),
             mac=_opt_str(data.get("mac")),
         )
 
@@ -257,10 +279,58 @@ class Manifest:
                 log.info("cannot delete %s: %s", p, exc)
         self._hashed.pop(path, None)
 
+    # ------------------------------------------------------------------ files the user trusts
+
+    def trust(self, name: str, path: Path, *, sha256: str) -> Entry:
+        """Record that the file at ``path`` (anywhere), whose bytes hash to ``sha256``, is model
+        ``name`` by the user's word; replaces an earlier trust of ``name``. Raises OSError when
+        the record cannot be written, ValueError for a name that cannot be a file name."""
+        path = Path(path).absolute()
+        st = path.stat()
+        entry = Entry(file=path.name, kind="trusted", sha256=sha256, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                      model=name, original=str(path))
+        target = self._trust_record(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return self._write_record(target, entry)
+
+    def trusted(self, name: str) -> Entry | None:
+        """The user's trust of model ``name``: its signed record, or None (none, unreadable, or
+        not signed with this folder's key -- a record swapline did not write trusts nothing)."""
+        try:
+            entry = Entry.from_json(self._trust_record(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, UnicodeDecodeError):
+            return None
+        if entry.kind != "trusted" or entry.model != name or not entry.original or not self.signed(entry):
+            return None
+        return entry
+
+    def trusted_all(self) -> dict[str, Entry]:
+        """Every model the user trusts a file for, by name (signed records only)."""
+        folder = self.folder / TRUSTED_DIR
+        if not folder.is_dir():
+            return {}
+        found = {p.name[: -len(SUFFIX)]: None for p in sorted(folder.glob("*" + SUFFIX)) if not p.name.startswith(".")}
+        return {name: entry for name in found if (entry := self.trusted(name)) is not None}
+
+    def untrust(self, name: str) -> bool:
+        """Forget the user's trust of model ``name``; whether there was a record."""
+        try:
+            self._trust_record(name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _trust_record(self, name: str) -> Path:
+        if not _SAFE_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} cannot name a trust record")
+        return self.folder / TRUSTED_DIR / (name + SUFFIX)
+
     def _write(self, path: Path, entry: Entry) -> Entry:
+        return self._write_record(sidecar(path), entry)
+
+    def _write_record(self, target: Path, entry: Entry) -> Entry:
         key = self._folder_key(create=True)
         entry = replace(entry, mac=_mac(key, entry) if key is not None else None)
-        target = sidecar(path)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(entry.to_json(), encoding="utf-8")
@@ -312,6 +382,23 @@ class Manifest:
             return None
         self._key = data
         return data
+
+
+def derived_problem(entry: Entry | None, known_originals: Collection[str], *,
+                    recipe_version: str | int | None = None) -> str | None:
+    """Whether a derived file's record ties it to an original the caller knows: None when it
+    names one of ``known_originals`` (sha256 of originals verified against the catalogue or
+    trusted by the user) and, with ``recipe_version``, was made by that version of the recipe;
+    otherwise the problem, in words. The record's tie to its own bytes is :meth:`Manifest.check`'s."""
+    if entry is None:
+        return "is not listed in the manifest"
+    if not entry.original_sha256:
+        return "names no original in its manifest record (swapline did not make it)"
+    if entry.original_sha256 not in known_originals:
+        return f"was made from an original swapline does not know (sha256 {entry.original_sha256[:12]}…)"
+    if recipe_version is not None and entry.recipe_version != str(recipe_version):
+        return f"was made by recipe version {entry.recipe_version}, not today's {recipe_version}"
+    return None
 
 
 def _mac(key: bytes, entry: Entry) -> str:

@@ -28,7 +28,7 @@ research only, and so are SimSwap and BlendSwap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class NeuralFile:
     vendor: str = ""
     dynamic_batch: bool = True     # re-export once with a symbolic batch axis
     description: str = ""
+    aliases: tuple[str, ...] = ()  # the names other tools give the same model (see ALIASES)
 
     @property
     def verified(self) -> bool:
@@ -135,6 +136,17 @@ def _ff(release: str, file_name: str) -> str:
     return f"{_FF}/{release}/{file_name}"
 
 
+#: File names other tools' model folders use for the same models, so that ``--model-dir`` pointed
+#: at FaceFusion's ``.assets/models`` or Deep-Live-Cam's ``models`` finds them: FaceFusion calls
+#: InsightFace's recognizer ``arcface_w600k_r50.onnx`` and its half-precision inswapper
+#: ``inswapper_128_fp16.onnx`` (Deep-Live-Cam ships the same name); both keep ``inswapper_128.onnx``.
+#: Their copies are often re-exports with another SHA-256: ``swapline models trust`` takes them.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "inswapper_128_fp16": ("inswapper_128_fp16.onnx",),
+    "arcface_w600k_r50": ("arcface_w600k_r50.onnx",),
+}
+
+
 RECOGNIZERS: dict[str, NeuralFile] = {
     "arcface_w600k_r50": NeuralFile(
         name="arcface_w600k_r50", role="recognizer", file_name="w600k_r50.onnx",
@@ -143,6 +155,7 @@ RECOGNIZERS: dict[str, NeuralFile] = {
         sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43", size=174_383_860,
         licence=NON_COMMERCIAL_INSIGHTFACE, vendor="InsightFace",
         description="ArcFace ResNet-50 (WebFace600K) 512-d identity, arcface_112_v2 at 112, (x-127.5)/127.5 RGB",
+        aliases=ALIASES["arcface_w600k_r50"],
     ),
 }
 
@@ -230,7 +243,12 @@ def _build_swappers() -> dict[str, SwapperSpec]:
             file=_swapper_file("uniface_256", "models-3.0.0", "unknown", "xc-csc101", "UniFace 256"),
         ),
     ]
-    return {s.name: s for s in specs}
+    return {s.name: _with_aliases(s) for s in specs}
+
+
+def _with_aliases(spec: SwapperSpec) -> SwapperSpec:
+    names = ALIASES.get(spec.name, ())
+    return replace(spec, file=replace(spec.file, aliases=names)) if names else spec
 
 
 SWAPPERS: dict[str, SwapperSpec] = _build_swappers()
@@ -271,7 +289,7 @@ def to_model_spec(f: NeuralFile) -> ModelSpec:
         sources=tuple(UrlSource(u) for u in f.urls),
         convert=("dynamic_batch",) if f.dynamic_batch else (), converted_name=f.converted_name,
         input_size=input_size, template=template, normalisation=norm, licence=f.licence,
-        description=f.description,
+        description=f.description, aliases=f.aliases,
     )
 
 

@@ -13,8 +13,17 @@ Where files live::
                                             is gone (killed) is removed by the next fetch
 
 ``root`` is ``config.home``, else ``$SWAPLINE_HOME``, else the user's cache folder. A file the
-user puts in ``config.model_dir`` under the catalogue's name is used in place when its sha256
-matches. Files inside installed packages are read in place and never modified.
+user puts in ``config.model_dir`` under the catalogue's name (or one of its ``aliases``: the names
+FaceFusion and Deep-Live-Cam use) is used in place when its sha256 matches. Files inside
+installed packages are read in place and never modified.
+
+Files the user trusts: ``swapline models trust PATH --as NAME`` records the file's sha256 as
+trusted by the user (a signed record under ``<root>/models/trusted/``, see
+:meth:`Manifest.trust`); from then on a file with those bytes is taken for NAME from
+``--model-dir`` or, failing that, from where it was trusted, and each run that uses it says so
+once, in one line (``notify``). A derived file (the dynamic-batch conversion) is used only when
+its record names the sha256 of an original the store verified or the user trusted, and today's
+recipe (:func:`~swapline.models.manifest.derived_problem`): anything else is made again.
 
 Every original is sha256-checked when it is taken; a converted file is checked against its
 manifest record (:mod:`swapline.models.manifest`). A file hashed when it was written carries a
@@ -39,6 +48,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,7 +59,7 @@ from .. import tempfiles
 from ..config import RuntimeConfig
 from ..errors import ModelError
 from .catalog import CATALOG, DEFAULT_MODELS, ModelSpec, PackageSource, Source, UrlSource, WheelSource, get_spec
-from .manifest import Manifest, sha256_file
+from .manifest import DERIVED_KINDS, Entry, Manifest, derived_problem, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,10 @@ CORRUPT = "corrupt"                # a file is at hand but fails its check; repl
 UNVERIFIED = "at hand, unverified"  # the user's own copy of a model with no published SHA-256
 NOT_AT_HAND = "not at hand"        # no published SHA-256 and no copy in --model-dir
 BUILT_IN = "built in"              # needs no file at all (the mesh swapper)
+TRUSTED = "trusted (yours)"        # a file the user trusts (swapline models trust), not verified
+
+#: the note of a model whose dynamic-batch conversion had to leave the batch at 1
+FIXED_BATCH_NOTE = "batch 1 (fixed in the graph)"
 
 
 @dataclass(frozen=True)
@@ -78,7 +92,8 @@ class ModelStatus:
     is a path or a source. ``source`` says where the file comes from: ``"package"`` (inside an
     installed package), ``"wheel"`` (a PyPI wheel), ``"url"``, ``"model-dir"`` (only the user's
     own copy) or ``"none"`` (no file); ``downloadable``: swapline can fetch and check it (a URL or
-    a wheel with a published SHA-256). ``verified``: the catalogue has its SHA-256.
+    a wheel with a published SHA-256). ``verified``: the catalogue has its SHA-256. ``note``:
+    anything else worth a word (:data:`FIXED_BATCH_NOTE`).
     """
 
     name: str
@@ -91,6 +106,13 @@ class ModelStatus:
     source: str = "url"
     downloadable: bool = False
     verified: bool = True
+    note: str = ""
+
+    @property
+    def shown_state(self) -> str:
+        """The state as printed: ``state`` and, when there is one, the ``note`` (e.g.
+        ``verified, batch 1 (fixed in the graph)``)."""
+        return f"{self.state}, {self.note}" if self.note else self.state
 
 
 class _SourceFailed(Exception):
@@ -144,8 +166,9 @@ class ModelStore:
     """Verified local files for catalogue models; see the module docstring for the layout.
 
     ``catalog`` replaces the built-in catalogue (tests use small throwaway entries);
-    ``notify`` receives one line before anything is fetched over the network (the CLI prints
-    it; by default it is logged). ``progress`` shows a tqdm bar during downloads.
+    ``notify`` receives one line before anything is fetched over the network, and once per model
+    when a file the user trusts is used (the CLI prints it; by default it is logged).
+    ``progress`` shows a tqdm bar during downloads.
     """
 
     retries: int = 4
@@ -173,6 +196,7 @@ class ModelStore:
         # the records of the files this store writes, and of converted files in model_dir
         self.manifest = Manifest(self.models_dir)
         self._user_manifest = Manifest(self.model_dir, writable=False) if self.model_dir is not None else None
+        self._told: set[str] = set()  # models whose trust line this store has said
 
     @property
     def optimized_dir(self) -> Path:
@@ -182,47 +206,150 @@ class ModelStore:
     # ------------------------------------------------------------------ public API
 
     def path(self, name: str) -> Path:
-        """The runnable ONNX file for ``name``, verified; fetched and converted on first use."""
+        """The runnable ONNX file for ``name``, verified (or made from a file the user trusts);
+        fetched and converted on first use."""
         spec = get_spec(name, self.catalog)
         if not spec.convert:
             return self.original(name)
         assert spec.converted_name is not None
         converted = self.models_dir / spec.converted_name
         if self._converted_ok(spec, converted):
+            self._tell_if_from_trusted(spec, converted)
             return converted
         user = self._model_dir_converted(spec)
         if user is not None:
+            self._tell_if_from_trusted(spec, user)
             return user
         if converted.exists():
-            log.info("%s does not match its manifest; converting again", converted)
+            log.info("%s does not match its manifest or its original; converting again", converted)
         self._remove_converted(converted)
-        original = self.original(name)
-        self._convert(spec, original, converted)
+        original, original_sha = self._original(spec)
+        self._convert(spec, original, converted, original_sha)
         return converted
 
     def original(self, name: str) -> Path:
-        """The verified original file for ``name`` (before any conversion)."""
-        spec = get_spec(name, self.catalog)
-        user = self._model_dir_file(spec, spec.file_name, spec.sha256)
+        """The original file for ``name`` (before any conversion): verified against the
+        catalogue's sha256, or a file with the bytes the user trusts for ``name``."""
+        return self._original(get_spec(name, self.catalog))[0]
+
+    def _original(self, spec: ModelSpec) -> tuple[Path, str]:
+        """:meth:`original` and the sha256 of the file returned."""
+        user = self._model_dir_original(spec)
         if user is not None:
             return user
         cached = self.models_dir / spec.file_name
         if cached.exists():
             if self._cached_original_ok(spec, cached):
-                return cached
+                return cached, spec.sha256
             log.info("%s fails its sha256 check; fetching it again", cached)
             self.manifest.forget(cached)
+        trusted = self.trusted_file(spec.name)
+        if trusted is not None:
+            return trusted
         reasons: list[str] = []
         for source in spec.sources:
             try:
                 taken = self._take(spec, source, cached)
                 if taken == cached:
                     self._record_original(spec, cached)
-                return taken
+                return taken, spec.sha256
             except _SourceFailed as exc:
                 log.info("model %s: %s", spec.name, exc)
                 reasons.append(str(exc))
         raise ModelError(self._unavailable_message(spec, reasons))
+
+    # ------------------------------------------------------------------ files the user trusts
+
+    def trust(self, name: str, path: Path, sha256: str | None = None) -> Entry:
+        """Record the bytes of ``path`` (hashing to ``sha256``; hashed when None) as model
+        ``name`` by the user's word, replacing an earlier trust of ``name``; the caller has
+        checked the file's interface. Returns the record. Raises :class:`ModelError` when it
+        cannot be written."""
+        path = Path(path).expanduser().absolute()
+        digest = sha256 or sha256_file(path)
+        st = path.stat()
+        self._hashed[path] = (st.st_size, st.st_mtime_ns, digest)
+        try:
+            return self.manifest.trust(name, path, sha256=digest)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot record that you trust {path} as {name} in {self.models_dir}: {exc}") from exc
+
+    def untrust(self, name: str) -> bool:
+        """Forget the user's trust of model ``name``; whether there was one. Files converted from
+        the trusted file are no longer used (their original is unknown again)."""
+        try:
+            return self.manifest.untrust(name)
+        except ValueError:
+            return False
+
+    def trusted(self, name: str) -> Entry | None:
+        """The user's signed trust record for model ``name``, or None."""
+        try:
+            return self.manifest.trusted(name)
+        except ValueError:
+            return None
+
+    def trusted_file(self, name: str, candidates: Iterable[Path] = (), *, where_trusted: bool = True,
+                     quiet: bool = False) -> tuple[Path, str] | None:
+        """A file with the bytes the user trusts for ``name``: the first of ``candidates`` (files
+        in ``--model-dir``) that has them, else (``where_trusted``) the file the user trusted if
+        it still has them; with its sha256, after saying (once; not when ``quiet``) that it is
+        the user's, not verified. None when ``name`` is not trusted or no such file is at hand."""
+        entry = self.trusted(name)
+        if entry is None:
+            return None
+        assert entry.original is not None  # Manifest.trusted checks it
+        for path in [*candidates, *([Path(entry.original)] if where_trusted else [])]:
+            if path.is_file() and self._trust_matches(entry, path):
+                if not quiet:
+                    self._tell_trusted(name, path)
+                return path, entry.sha256
+        return None
+
+    def _trust_matches(self, entry: Entry, path: Path) -> bool:
+        """Whether ``path`` holds the trusted bytes: cheap (size and mtime) for the file the
+        record was made from, unchanged since; hashed (once per process) otherwise."""
+        return self._trust_unchanged(entry, path) or self._matches(path, entry.sha256)
+
+    @staticmethod
+    def _trust_unchanged(entry: Entry, path: Path) -> bool:
+        """Whether ``path`` is the file the signed trust record was made from, with the size and
+        mtime it had when it was hashed."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        return str(path.absolute()) == entry.original and (st.st_size, st.st_mtime_ns) == (entry.size, entry.mtime_ns)
+
+    def _tell_trusted(self, name: str, path: Path) -> None:
+        """Say once per store (one run) that ``name`` runs from the user's file: to ``notify``
+        when there is one, else as a :class:`RuntimeWarning` (which the CLI prints as one line
+        whether or not it shows progress bars)."""
+        if name in self._told:
+            return
+        self._told.add(name)
+        line = (f"model {name}: using {path}, a file you trust (swapline models trust); "
+                "not verified against a published sha256")
+        if self._notify is not None:
+            self._notify(line)
+        else:
+            warnings.warn(line, RuntimeWarning, stacklevel=2)
+
+    def _tell_if_from_trusted(self, spec: ModelSpec, converted: Path) -> None:
+        """Say the trust line when ``converted`` was made from a file the user trusts."""
+        entry = self._manifest_for(converted).entry(converted)
+        trust = self.trusted(spec.name)
+        if entry is not None and trust is not None and entry.original_sha256 == trust.sha256 != spec.sha256:
+            self._tell_trusted(spec.name, Path(trust.original or converted))
+
+    def _known_originals(self, spec: ModelSpec) -> set[str]:
+        """sha256 of the originals a derived file of ``spec`` may be made from: the catalogue's
+        and the one the user trusts."""
+        known = {spec.sha256}
+        trust = self.trusted(spec.name)
+        if trust is not None:
+            known.add(trust.sha256)
+        return known
 
     def prepare(self, names: Iterable[str] | None = None) -> list[Path]:
         """Fetch, verify and convert ``names`` (the default models when ``None``); their paths."""
@@ -239,19 +366,30 @@ class ModelStore:
         """Re-hash every file at hand; delete bad cached ones (they are fetched again on next use).
 
         Returns ``(model name, ok, message)`` rows, one per file checked (or one saying nothing
-        is cached). Files in ``model_dir`` and in installed packages are reported, never deleted.
+        is cached). Files in ``model_dir``, in installed packages and the files the user trusts
+        are reported, never deleted; a trusted file whose bytes changed is no longer used.
         """
         self._hashed.clear()
         rows: list[tuple[str, bool, str]] = []
         seen: set[Path] = set()
+        checked: set[Path] = set()  # user files hashed here (the trusted ones are not hashed twice)
         for spec in self.catalog.values():
             before = len(rows)
+            trust = self.trusted(spec.name)
             for where, path in self._user_and_package_files(spec):
-                if path.name == spec.file_name:
-                    ok = sha256_file(path) == spec.sha256
+                if path.name in spec.original_names:
+                    digest = sha256_file(path)
+                    checked.add(path.absolute())
+                    ok = digest in self._known_originals(spec)
+                    said = "ok" if digest == spec.sha256 else (
+                        "ok (trusted by you, not verified)" if ok else "sha256 mismatch (not deleted)")
                 else:
                     ok = self._manifest_ok(spec, path, full=True)
-                rows.append((spec.name, ok, f"{where} {path}: {'ok' if ok else 'sha256 mismatch (not deleted)'}"))
+                    said = "ok" if ok else "sha256 mismatch (not deleted)"
+                rows.append((spec.name, ok, f"{where} {path}: {said}"))
+            if trust is not None and trust.original and Path(trust.original) not in checked:
+                rows.append(self._verify_trusted(spec.name, trust))
+                checked.add(Path(trust.original))
             cached = self.models_dir / spec.file_name
             if cached.exists():
                 seen.add(cached)
@@ -272,6 +410,9 @@ class ModelStore:
                     rows.append((spec.name, ok, f"{converted}: {said}"))
             if len(rows) == before:
                 rows.append((spec.name, True, "nothing at hand yet"))
+        for name, trust in self.manifest.trusted_all().items():  # models outside this catalogue
+            if name not in self.catalog and trust.original and Path(trust.original) not in checked:
+                rows.append(self._verify_trusted(name, trust))
         # every other file the store or a session wrote: re-hashed against its own record
         for book in (self.manifest, Manifest(self.optimized_dir)):
             for path in book.files():
@@ -280,6 +421,8 @@ class ModelStore:
                 entry = book.entry(path)
                 label = (entry.model or entry.kind) if entry is not None else "unlisted"
                 problem = book.check(path, full=True)
+                if problem is None and entry is not None and entry.kind in DERIVED_KINDS and not entry.original_sha256:
+                    problem = derived_problem(entry, ())
                 if problem is None:
                     rows.append((label, True, f"{path}: ok"))
                 else:
@@ -288,6 +431,18 @@ class ModelStore:
             for orphan in book.orphans():
                 _unlink(orphan)
         return rows
+
+    def _verify_trusted(self, name: str, trust: Entry) -> tuple[str, bool, str]:
+        """Re-hash the file the user trusts for ``name``: a ``verify`` row (never deleted)."""
+        path = Path(trust.original or "")
+        if not path.is_file():
+            return name, False, (f"trusted {path}: gone (swapline models untrust {name} forgets it, "
+                                 f"or trust the file where it is now)")
+        digest = sha256_file(path)
+        if digest == trust.sha256:
+            return name, True, f"trusted {path}: ok (yours, not verified)"
+        return name, False, (f"trusted {path}: changed since you trusted it (sha256 {_short(digest)}, "
+                             f"trusted {_short(trust.sha256)}); not used until you trust it again")
 
     # ------------------------------------------------------------------ checks
 
@@ -332,18 +487,18 @@ class ModelStore:
         return Manifest(path.parent, writable=False)
 
     def _manifest_ok(self, spec: ModelSpec, converted: Path, *, full: bool = False) -> bool:
-        """Whether ``converted`` is a conversion of the catalogue's original by today's recipe,
-        and holds the bytes its record says (size and mtime of a signed record; else hashed)."""
+        """Whether ``converted`` is a conversion, by today's recipe, of an original the store
+        verifies (the catalogue's) or the user trusts, and holds the bytes its record says (size
+        and mtime of a signed record; else hashed). A record that names no original, or one
+        nobody vouches for, is not enough however right its hash (a hand-written one)."""
         from .convert import RECIPE_VERSION  # onnx is imported only when a model is checked or converted
         book = self._manifest_for(converted)
         entry = book.entry(converted)
         if entry is None or not converted.exists():
             return False
-        if (
-            entry.original_sha256 != spec.sha256
-            or entry.recipe_version != str(RECIPE_VERSION)
-            or list(entry.steps) != list(spec.convert)
-        ):
+        problem = derived_problem(entry, self._known_originals(spec), recipe_version=RECIPE_VERSION)
+        if problem is not None or list(entry.steps) != list(spec.convert):
+            log.info("%s %s", converted, problem or "was made by other conversion steps")
             return False
         return book.check(converted, full=full) is None
 
@@ -356,20 +511,48 @@ class ModelStore:
 
     # ------------------------------------------------------------------ model_dir
 
-    def _model_dir_file(self, spec: ModelSpec, file_name: str, sha: str) -> Path | None:
+    def _model_dir_candidates(self, spec: ModelSpec) -> list[Path]:
+        """The files in ``--model-dir`` that may be ``spec``'s original: its file name, then the
+        names other tools give it."""
         if self.model_dir is None:
+            return []
+        return [self.model_dir / n for n in spec.original_names if (self.model_dir / n).is_file()]
+
+    def _model_dir_original(self, spec: ModelSpec) -> tuple[Path, str] | None:
+        """``spec``'s original from ``--model-dir``: a file with the catalogue's sha256, else one
+        with the bytes the user trusts; None when the folder has no file of it.
+
+        Raises:
+            ModelError: the folder has a file of it with other bytes (one line naming the file,
+                the hashes and the trust command).
+        """
+        candidates = self._model_dir_candidates(spec)
+        trust = self.trusted(spec.name)
+        for candidate in candidates:  # the very file the user trusted, unchanged: no need to hash it
+            if trust is not None and self._trust_unchanged(trust, candidate):
+                self._tell_trusted(spec.name, candidate)
+                return candidate, trust.sha256
+        for candidate in candidates:
+            if self._matches(candidate, spec.sha256):
+                return candidate, spec.sha256
+        trusted = self.trusted_file(spec.name, candidates, where_trusted=False) if candidates else None
+        if trusted is not None:
+            return trusted
+        if not candidates:
             return None
-        candidate = self.model_dir / file_name
-        if not candidate.is_file():
-            return None
-        if self._matches(candidate, sha):
-            return candidate
+        candidate = candidates[0]
+        got = self._hashed[candidate][2]
+        changed = " (it changed since you trusted it)" if trust is not None and trust.original == str(
+            candidate.absolute()) else ""
         raise ModelError(
-            f"{candidate} does not match model {spec.name} (expected sha256 {_short(sha)}, "
-            f"got {_short(self._hashed[candidate][2])}): replace or remove it"
+            f"{candidate} does not match model {spec.name} (expected sha256 {_short(spec.sha256)}, "
+            f"got {_short(got)}){changed}: replace or remove it, or if it is a copy you trust: "
+            f"swapline models trust {candidate} --as {spec.name}"
         )
 
     def _model_dir_converted(self, spec: ModelSpec) -> Path | None:
+        """A converted file in ``--model-dir`` whose record ties it to a known original; one
+        that cannot be tied is ignored (the store makes its own)."""
         if self.model_dir is None or not spec.converted_name:
             return None
         candidate = self.model_dir / spec.converted_name
@@ -377,10 +560,9 @@ class ModelStore:
             return None
         if self._manifest_ok(spec, candidate):
             return candidate
-        raise ModelError(
-            f"{candidate} cannot be verified as model {spec.name} (its {candidate.name}.json manifest "
-            f"is missing or does not match): remove it, or put the original {spec.file_name} there instead"
-        )
+        log.info("ignoring %s: its manifest does not tie it to an original of model %s; converting our own",
+                 candidate, spec.name)
+        return None
 
     # ------------------------------------------------------------------ sources
 
@@ -558,18 +740,22 @@ class ModelStore:
 
     # ------------------------------------------------------------------ conversion
 
-    def _convert(self, spec: ModelSpec, original: Path, converted: Path) -> None:
-        """Convert ``original`` into ``converted`` and record it; the written file is hashed
-        again and must hold the bytes the conversion produced, else it is deleted and this is a
-        :class:`ModelError` naming it (the caller has already thrown away a bad copy once)."""
-        from .convert import RECIPE_VERSION, apply_conversions  # onnx only when a file is checked or converted
+    def _convert(self, spec: ModelSpec, original: Path, converted: Path, original_sha: str) -> None:
+        """Convert ``original`` (whose sha256 is ``original_sha``: the catalogue's, or the one
+        the user trusts) into ``converted`` and record it with that sha256; the written file is
+        hashed again and must hold the bytes the conversion produced, else it is deleted and
+        this is a :class:`ModelError` naming it (the caller has already thrown away a bad copy
+        once). A graph whose batch stays fixed at 1 is recorded so (``fixed_batch``)."""
+        from .convert import RECIPE_VERSION, run_recipe  # onnx only when a file is checked or converted
         self._say(f"converting model {spec.name} ({', '.join(spec.convert)}) once")
-        digest = apply_conversions(original, converted, spec.convert)
+        made = run_recipe(original, converted, spec.convert)
+        if made.fixed_batch is not None:
+            log.info("model %s: %s; it runs one item at a time", spec.name, FIXED_BATCH_NOTE)
         try:
             written = self.manifest.record(
-                converted, kind="converted", sha256=digest, model=spec.name, original=spec.file_name,
-                original_sha256=spec.sha256, recipe="convert", recipe_version=RECIPE_VERSION,
-                steps=spec.convert,
+                converted, kind="converted", sha256=made.sha256, model=spec.name, original=original.name,
+                original_sha256=original_sha, recipe="convert", recipe_version=RECIPE_VERSION,
+                steps=spec.convert, fixed_batch=made.fixed_batch,
             )
         except OSError as exc:
             self._remove_converted(converted)
@@ -587,7 +773,7 @@ class ModelStore:
     def _user_and_package_files(self, spec: ModelSpec) -> list[tuple[str, Path]]:
         files: list[tuple[str, Path]] = []
         if self.model_dir is not None:
-            for fname in (spec.file_name, spec.converted_name):
+            for fname in (*spec.original_names, spec.converted_name):
                 if fname and (self.model_dir / fname).is_file():
                     files.append(("model-dir", self.model_dir / fname))
         for source in spec.sources:
@@ -612,12 +798,52 @@ class ModelStore:
         return path
 
     def _status_of(self, spec: ModelSpec) -> ModelStatus:
+        """``spec``'s row: where its runnable file is and whether it is verified, the user's
+        own (trusted), only an original, missing or corrupt (see :class:`ModelStatus`)."""
+        trust = self.trusted(spec.name)
         corrupt: Path | None = None
         original: Path | None = None
-        runnable: Path | None = None
-        candidates: list[Path] = []
-        if self.model_dir is not None:
-            candidates.append(self.model_dir / spec.file_name)
+        mine: Path | None = None
+        note = ""
+        for path in self._original_candidates(spec):
+            if not path.is_file():
+                continue
+            if trust is not None and self._trust_matches(trust, path):
+                mine = mine or path
+            elif self._matches(path, spec.sha256):
+                original = original or path
+            elif corrupt is None:
+                corrupt = path
+                if self.model_dir is not None and path.parent == self.model_dir:
+                    note = f"not the published file: swapline models trust {path} --as {spec.name}"
+        if mine is None and trust is not None and trust.original:
+            where_trusted = Path(trust.original)
+            if where_trusted.is_file() and self._trust_matches(trust, where_trusted):
+                mine = where_trusted
+        runnable, from_mine, fixed = self._runnable_status(spec, original or mine, bool(original))
+        if spec.convert and spec.converted_name and runnable is None:
+            cached = self.models_dir / spec.converted_name
+            if cached.is_file() and not self._manifest_ok(spec, cached) and corrupt is None:
+                corrupt = cached
+        if corrupt is not None:
+            state, where = CORRUPT, str(corrupt)
+        elif runnable is not None:
+            state, where = (TRUSTED if from_mine else VERIFIED), str(runnable)
+            note = FIXED_BATCH_NOTE if fixed else ""
+        elif original is not None:
+            state, where = ORIGINAL_ONLY, str(original)
+        elif mine is not None:
+            state, where = TRUSTED, str(mine)
+        else:
+            state, where = NOT_DOWNLOADED, spec.sources[0].describe() if spec.sources else "no source"
+        shown = runnable or original or mine
+        size = shown.stat().st_size if shown is not None else spec.size
+        return ModelStatus(spec.name, spec.role, state, size, spec.licence, where, spec.name in DEFAULT_MODELS,
+                           source=_source_kind(spec.sources), downloadable=spec.has_remote_source, note=note)
+
+    def _original_candidates(self, spec: ModelSpec) -> list[Path]:
+        """Where ``spec``'s original may be: ``--model-dir`` (its names), the cache, packages."""
+        candidates = [self.model_dir / n for n in spec.original_names] if self.model_dir is not None else []
         candidates.append(self.models_dir / spec.file_name)
         for source in spec.sources:
             if isinstance(source, PackageSource):
@@ -625,36 +851,23 @@ class ModelStore:
                     candidates.append(self._package_file(source))
                 except _SourceFailed:
                     pass
-        for path in candidates:
-            if path.is_file():
-                if self._matches(path, spec.sha256):
-                    original = original or path
-                else:
-                    corrupt = corrupt or path
-        if spec.convert and spec.converted_name:
-            conv_candidates = [self.models_dir / spec.converted_name]
-            if self.model_dir is not None:
-                conv_candidates.insert(0, self.model_dir / spec.converted_name)
-            for path in conv_candidates:
-                if path.is_file():
-                    if self._manifest_ok(spec, path):
-                        runnable = runnable or path
-                    else:
-                        corrupt = corrupt or path
-        else:
-            runnable = original
-        if corrupt is not None:
-            state, where = CORRUPT, str(corrupt)
-        elif runnable is not None:
-            state, where = VERIFIED, str(runnable)
-        elif original is not None:
-            state, where = ORIGINAL_ONLY, str(original)
-        else:
-            state, where = NOT_DOWNLOADED, spec.sources[0].describe() if spec.sources else "no source"
-        shown = runnable or original
-        size = shown.stat().st_size if shown is not None else spec.size
-        return ModelStatus(spec.name, spec.role, state, size, spec.licence, where, spec.name in DEFAULT_MODELS,
-                           source=_source_kind(spec.sources), downloadable=spec.has_remote_source)
+        return candidates
+
+    def _runnable_status(self, spec: ModelSpec, original: Path | None,
+                         verified: bool) -> tuple[Path | None, bool, bool]:
+        """``(runnable file, made from the user's file, batch fixed at 1)`` for a status row:
+        the converted file whose record ties it to a known original, or the original itself
+        for a model without conversions."""
+        if not (spec.convert and spec.converted_name):
+            return original, original is not None and not verified, False
+        folders = ([self.model_dir] if self.model_dir is not None else []) + [self.models_dir]
+        for folder in folders:
+            path = folder / spec.converted_name
+            if path.is_file() and self._manifest_ok(spec, path):
+                entry = self._manifest_for(path).entry(path)
+                assert entry is not None  # _manifest_ok read it
+                return path, entry.original_sha256 != spec.sha256, entry.fixed_batch == 1
+        return None, False, False
 
     # ------------------------------------------------------------------ messages
 
@@ -667,6 +880,8 @@ class ModelStore:
     def _unavailable_message(self, spec: ModelSpec, reasons: list[str]) -> str:
         folder = self.model_dir if self.model_dir is not None else self.models_dir
         put = f"put {spec.file_name} (sha256 {_short(spec.sha256)}) in {folder}"
+        if any(isinstance(source, UrlSource) for source in spec.sources):  # a neural model: yours will do
+            put += f", or use a copy you have: swapline models trust PATH --as {spec.name}"
         if self.config.offline:
             return f"model {spec.name} not available offline: {put}"
         why = "; ".join(r.replace("\n", " ") for r in reasons) or "no source"

@@ -28,7 +28,7 @@ import onnxruntime as ort
 
 from ..config import RuntimeConfig
 from ..errors import ConfigError, ModelError
-from ..models.manifest import Manifest, sha256_file
+from ..models.manifest import Entry, Manifest, derived_problem, sha256_file
 from .fp16 import convert_fp16, fp16_path
 from .memory import GIB, MemoryConfig, arena_strategy, should_release
 from .providers import PROVIDER_NAMES
@@ -382,18 +382,16 @@ class SessionFactory:
     @staticmethod
     def _cached_problem(book: Manifest, cached: Path, source: Path) -> str | None:
         """None when the cached copy ``cached`` of ``source`` may be loaded: it exists, holds
-        the bytes its record says, and the record names the source's sha256 when the source's
-        own folder vouches for it (a signed record there); else the problem, in words."""
+        the bytes its record says, and its record ties it to ``source`` (see
+        :func:`_tie_problem`); else the problem, in words (the copy is then made again)."""
         if not cached.exists():
             return "is missing"
+        entry = book.entry(cached)
+        signed = entry is not None and book.signed(entry)  # before check() signs a record it can vouch for
         problem = book.check(cached)
         if problem is not None:
             return problem
-        entry = book.entry(cached)
-        source_sha = _vouched_sha256(source)
-        if entry is not None and source_sha is not None and entry.original_sha256 not in (None, source_sha):
-            return f"was made from another {source.name} (sha256 {str(entry.original_sha256)[:12]}…)"
-        return None
+        return _tie_problem(entry, signed, source)
 
     def _record(self, book: Manifest, path: Path, *, kind: str, sha256: str | None, source: Path,
                 source_sha: str | None, recipe: str, version: str, steps: Sequence[str]) -> None:
@@ -460,6 +458,27 @@ class SessionFactory:
                          version=f"onnxruntime {ort.__version__}",
                          steps=("ORT_ENABLE_ALL", *(PROVIDER_NAMES[p] for p in self.providers)))
         return session
+
+
+def _tie_problem(entry: Entry | None, signed: bool, source: Path) -> str | None:
+    """Whether a derived copy's record ties it to ``source``: it must name an original sha256,
+    and that must be the source's -- known cheaply when the source's folder vouches for it (a
+    signed record), taken on the word of a record swapline signed when it made the copy (the
+    copy's name pins the source's size and mtime), and hashed otherwise. A record that names no
+    original, or another one, means the copy is made again (a hand-written record is not enough)."""
+    if entry is None or not entry.original_sha256:
+        return derived_problem(entry, ())  # no record, or one that names no original
+    source_sha = _vouched_sha256(source)
+    if source_sha is None and signed:
+        return None
+    if source_sha is None:
+        try:
+            source_sha = sha256_file(source)
+        except OSError:
+            return f"cannot be tied to {source.name}: it cannot be read"
+    if entry.original_sha256 != source_sha:
+        return f"was made from another {source.name} (sha256 {str(entry.original_sha256)[:12]}…)"
+    return None
 
 
 def _vouched_sha256(path: Path) -> str | None:
