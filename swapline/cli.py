@@ -332,7 +332,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_jobs, cli_models, cli_serve
+    from . import cli_batch, cli_jobs, cli_models, cli_serve
 
     parser = _Parser(
         prog="swapline",
@@ -414,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.register(sub)
     cli_serve.register(sub)
     cli_jobs.register(sub)
+    cli_batch.register(sub)
     return parser
 
 
@@ -610,7 +611,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from . import cli_jobs, cli_models, cli_serve
+    from . import cli_batch, cli_jobs, cli_models, cli_serve
     from .commands import run_demo, run_doctor
 
     runtime = runtime_from_args(args)
@@ -645,6 +646,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cli_serve.run(args, runtime)
     if args.command == "jobs":
         return cli_jobs.run(args, runtime)
+    if args.command == "batch":
+        return cli_batch.run(args, runtime)
     raise AssertionError(args.command)
 
 

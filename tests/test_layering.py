@@ -17,7 +17,9 @@ LAYERS: dict[str, int] = {
     "pipeline": 3,
 }
 #: front ends and the job core: never imported by the engine
-ABOVE = {"api", "cli", "commands", "cli_models", "cli_jobs", "cli_serve", "jobs", "server", "bench", "live"}
+FRONT_ENDS = {"cli", "commands", "cli_models", "cli_jobs", "cli_serve", "cli_live", "cli_batch", "server", "bench",
+              "live", "distributed"}
+ABOVE = {"api", "jobs", *FRONT_ENDS}
 
 
 def _imports(path: Path) -> list[tuple[str, int]]:
@@ -48,3 +50,12 @@ def test_nothing_below_imports_above(path: Path) -> None:
         assert target not in ABOVE, f"{path.relative_to(PACKAGE)}:{line} imports {target}"
         if target in LAYERS:
             assert LAYERS[target] <= layer, f"{path.relative_to(PACKAGE)}:{line} imports {target} (above it)"
+
+
+JOB_CORE_FILES = sorted((PACKAGE / "jobs").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", JOB_CORE_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_job_core_imports_no_front_end(path: Path) -> None:
+    for target, line in _imports(path):
+        assert target not in FRONT_ENDS, f"{path.relative_to(PACKAGE)}:{line} imports the front end {target}"

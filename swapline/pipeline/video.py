@@ -9,12 +9,15 @@ video's length. Ctrl-C or an error in any stage stops all stages and removes the
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +34,10 @@ from .image import check_output_path
 from .stages import Pipeline, Stage, StageMetrics
 
 from ..formats import VIDEO_OUTPUT_EXTENSIONS as VIDEO_EXTENSIONS
+
+if TYPE_CHECKING:
+    from ..video.reader import FrameSpan
+    from ..video.writer import EncodeOptions
 
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 """``on_progress(done, total, busy)``: frames written, frames expected (0 when not known), and
@@ -56,6 +63,8 @@ class JobReport:
         missing_frames: frames the target's container announced past where its stream ends (a
             file cut short: the frames before were swapped).
         remuxed: no frame changed, so the target's packets were copied unchanged (no re-encode).
+        preroll_frames: frames run through the stages before a span's start and not written
+            (the warm-up of a segment of a split video).
     """
 
     frames: int
@@ -70,6 +79,7 @@ class JobReport:
     concealed_frames: int = 0
     missing_frames: int = 0
     remuxed: bool = False
+    preroll_frames: int = 0
 
     @property
     def fps(self) -> float:
@@ -159,19 +169,42 @@ def swap_still(analyser: FaceAnalyser, source: SourceFace, image: np.ndarray, co
 def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output: Path, config: SwapConfig,
                video: VideoConfig, *, reference: np.ndarray | None = None, force: bool = False,
                progress: bool = True, processors: Processors = NO_PROCESSORS,
-               on_progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None) -> JobReport:
+               on_progress: ProgressCallback | None = None, cancel: Callable[[], bool] | None = None,
+               span: FrameSpan | None = None, encode: EncodeOptions | None = None) -> JobReport:
     """Swap ``source`` into the video ``target`` and write ``output`` (audio, subtitle and data
     streams copied). When no face is swapped in any frame, the target's packets are copied
     unchanged instead of the re-encoded frames (where the output container can hold them and
     no trim is asked); damaged packets of the target are skipped and counted (see JobReport).
     ``on_progress`` is called after each written frame; ``cancel()`` is asked before each frame
-    is read and after each is written.
+    is read and after each is written. ``span`` and ``encode``: see :func:`run_video`.
 
     Raises:
         JobCancelled: ``cancel()`` said True; every stage stopped and nothing is left under
             ``output``.
         InputError: the target is not a readable video (or is truncated / corrupt).
         OutputError: the output cannot be written; nothing is left under its name.
+    """
+    from ..video.reader import probe
+
+    check_output_path(output, force=force, extensions=VIDEO_EXTENSIONS)
+    info = probe(target)
+    fps = float(info.fps) if info.fps else 25.0
+    stages = frame_stages(analyser, source, config, video, fps=fps, reference=reference, processors=processors)
+    return run_video(target, output, stages, video, force=force, progress=progress, on_progress=on_progress,
+                     cancel=cancel, span=span, encode=encode)
+
+
+def run_video(target: Path, output: Path, stages: Sequence[Stage], video: VideoConfig, *, force: bool = False,
+              progress: bool = True, on_progress: ProgressCallback | None = None,
+              cancel: Callable[[], bool] | None = None, span: FrameSpan | None = None,
+              encode: EncodeOptions | None = None) -> JobReport:
+    """Run ``target``'s frames through ``stages`` (which set each :class:`FrameWork`'s
+    ``output``) and encode the results to ``output``; see :func:`swap_video`.
+
+    ``span``: only that part of the video (a segment of a split video): its pre-roll frames go
+    through the stages but are not written, the output keeps the target's timestamps and gets no
+    audio, subtitle or data streams, and is never replaced by a packet copy. ``encode``: the
+    encoder settings (default: from ``video``).
     """
     from tqdm import tqdm
 
@@ -182,24 +215,34 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
     if out.exists() and out.resolve() == Path(target).resolve():
         raise OutputError(f"output would overwrite the target: {out}")
     info = probe(target)
-    reader = VideoReader(target, trim_start=video.trim_start, trim_end=video.trim_end, queue_size=video.queue_size)
-    end = info.frame_count if video.trim_end is None else min(video.trim_end, info.frame_count)
-    total = max(0, end - video.trim_start)
-    options = EncodeOptions(encoder=video.encoder, crf=video.quality, preset=video.preset)
-    fps = float(info.fps) if info.fps else 25.0
-    stages = frame_stages(analyser, source, config, video, fps=fps, reference=reference, processors=processors)
+    reader = VideoReader(target, trim_start=video.trim_start, trim_end=video.trim_end, queue_size=video.queue_size,
+                         span=span)
+    if span is not None:
+        total = reader.output_frame_count
+    else:
+        end = info.frame_count if video.trim_end is None else min(video.trim_end, info.frame_count)
+        total = max(0, end - video.trim_start)
+    options = encode or EncodeOptions(encoder=video.encoder, crf=video.quality, preset=video.preset)
     swapped = 0
+    written = 0
+    preroll = 0
     stage_ms: dict[str, float] = {}
     bar = tqdm(total=total, unit="frame", desc="swapping", disable=not progress, leave=False, dynamic_ncols=True)
     started = time.perf_counter()
     try:
-        with VideoWriter(out, info, options, audio_from=Path(target), trim_start=video.trim_start,
-                         trim_end=video.trim_end) as writer:
+        with VideoWriter(out, info, options, audio_from=None if span is not None else Path(target),
+                         trim_start=video.trim_start, trim_end=video.trim_end,
+                         container_options=exact_start_options(out, info.time_base) if span is not None else None
+                         ) as writer:
 
             def sink(work: FrameWork) -> None:
-                nonlocal swapped
+                nonlocal swapped, written, preroll
                 assert work.output is not None
+                if span is not None and work.pts is not None and work.pts < span.start:
+                    preroll += 1  # warmed the stages up; not part of this span
+                    return
                 writer.write(work.output, work.pts)
+                written += 1
                 swapped += len(work.chosen)
                 for k, v in work.times.ms.items():
                     stage_ms[k] = stage_ms.get(k, 0.0) + v
@@ -207,7 +250,7 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
                 if on_progress is not None:
                     elapsed = max(1e-6, time.perf_counter() - started)
                     busy = {m.name: min(1.0, m.busy_s / elapsed) for m in pipeline.metrics()}
-                    on_progress(pipeline.sink_metrics.items + 1, total, busy)
+                    on_progress(written, total, busy)
                 if cancel is not None and cancel():
                     raise JobCancelled("cancelled")
 
@@ -220,13 +263,27 @@ def swap_video(analyser: FaceAnalyser, source: SourceFace, target: Path, output:
             pipeline = Pipeline(frames(), stages, sink)
             pipeline.run()
             copied, dropped = dict(writer.copied), tuple(writer.dropped)
-            remuxed = swapped == 0 and writer.finish_as_copy(Path(target))
+            remuxed = span is None and swapped == 0 and writer.finish_as_copy(Path(target))
     finally:
         reader.close()
         bar.close()
     seconds = time.perf_counter() - started
-    return JobReport(frames=pipeline.sink_metrics.items, swapped=swapped, seconds=seconds,
+    return JobReport(frames=written, swapped=swapped, seconds=seconds,
                      stages=tuple(pipeline.metrics()), stage_ms=stage_ms, peak_rss_mb=peak_rss_mb(),
                      copied=copied, dropped=dropped, damaged_packets=reader.damaged_packets,
                      concealed_frames=reader.concealed_frames, missing_frames=reader.missing_frames,
-                     remuxed=remuxed)
+                     remuxed=remuxed, preroll_frames=preroll)
+
+
+def exact_start_options(path: Path, *time_bases: Fraction) -> dict[str, str]:
+    """Muxer options that keep first timestamps above 0 exact: an MP4/MOV stores a stream's start
+    as an edit list in the movie's time scale (1/1000 s by default, which rounds it); a scale
+    that is a multiple of every stream's (``time_bases``) does not."""
+    if path.suffix.lower() not in (".mp4", ".mov", ".m4v") or not time_bases:
+        return {}
+    scale = 1
+    for tb in time_bases:
+        scale = math.lcm(scale, Fraction(tb).denominator)
+    if scale >= 2**31:
+        scale = Fraction(time_bases[0]).denominator
+    return {"movie_timescale": str(scale)} if 0 < scale < 2**31 else {}

@@ -80,11 +80,38 @@ class Frame:
     """One decoded frame: ``image`` is ``(H, W, 3) uint8`` BGR, coded orientation.
 
     ``index`` is 0-based in the output (after trim); ``pts`` the input pts in ``VideoInfo.time_base``.
+    ``preroll``: read only to warm up the stages before a :class:`FrameSpan` starts (not written).
     """
 
     index: int
     pts: int | None
     image: np.ndarray
+    preroll: bool = False
+
+
+@dataclass(frozen=True)
+class FrameSpan:
+    """A part of a video chosen by presentation time (a segment of a split video).
+
+    Decoding starts at the packet with pts ``decode_from`` (a keyframe; ``None``: the first
+    packet). Frames with ``warmup_from <= pts < start`` are pre-roll (yielded with
+    ``preroll=True``, to warm up trackers; ``warmup_from=None``: none), frames with
+    ``start <= pts < end`` are the span's own (``end=None``: to the end); others are dropped.
+    All pts are in the stream's ``time_base``. ``first_index`` is the frame number (display
+    order, 0-based in the whole video) of the first frame yielded, so indices match a run over
+    the whole video. ``frames``: how many frames the span holds, when known (progress totals).
+    """
+
+    start: int
+    end: int | None = None
+    decode_from: int | None = None
+    warmup_from: int | None = None
+    first_index: int = 0
+    frames: int | None = None
+
+    def keeps(self, pts: int) -> bool:
+        """Whether the frame with ``pts`` belongs to the span (not pre-roll, not past its end)."""
+        return pts >= self.start and (self.end is None or pts < self.end)
 
 
 def _reason(exc: BaseException) -> str:
@@ -244,8 +271,12 @@ class VideoReader:
         trim_end: int | None = None,
         queue_size: int = 8,
         hwaccel: bool = True,
+        span: FrameSpan | None = None,
     ) -> None:
         self.info: VideoInfo = probe(path)
+        if span is not None and (trim_start or trim_end is not None):
+            raise ConfigError("a frame span and a trim cannot be combined")
+        self.span = span
         self.path = self.info.path
         if trim_start < 0:
             raise ConfigError(f"--trim-frame-start must be 0 or more, not {trim_start}")
@@ -267,6 +298,7 @@ class VideoReader:
         self.damaged_packets = 0  # video packets the decoder rejected (skipped)
         self.concealed_frames = 0  # frames decoded with concealed errors (kept)
         self._packets = 0  # video packets with data the demuxer delivered
+        self._last_span_pts: int | None = None  # pts of the last frame of a span handed on
         self.missing_frames = 0  # frames the container announced that never came (cut short)
         self._container = self._open(hwaccel)
 
@@ -283,7 +315,10 @@ class VideoReader:
 
     @property
     def output_frame_count(self) -> int:
-        """Frames this reader will yield (estimated when the container gives no exact count)."""
+        """Frames this reader will yield (estimated when the container gives no exact count; for
+        a span its ``frames``, pre-roll not counted)."""
+        if self.span is not None:
+            return self.span.frames if self.span.frames is not None else self.info.frame_count
         end = self.info.frame_count if self.trim_end is None else min(self.trim_end, self.info.frame_count)
         return max(0, end - self.trim_start)
 
@@ -299,6 +334,9 @@ class VideoReader:
         return False
 
     def _decode(self) -> None:
+        if self.span is not None:
+            self._decode_span_safely(self.span)
+            return
         try:
             try:
                 n = self._decode_from(self._container)
@@ -374,6 +412,127 @@ class VideoReader:
             if stop_at is not None and n >= stop_at:
                 break
         return n
+
+    # -- a span (a segment of a split video) -----------------------------------------------------
+    def _decode_span_safely(self, span: FrameSpan) -> None:
+        """:meth:`_decode_span`, with NVDEC's failure retried in software and errors handed on."""
+        try:
+            try:
+                done = self._decode_span(self._container, span)
+            except Exception:
+                if not self._hardware:
+                    raise
+                with contextlib.suppress(Exception):
+                    self._container.close()
+                self._container, self._hardware = _open_input(self.path), False
+                done = self._decode_span(self._container, span)
+            if done:
+                self._put(_END)
+        except InputError as exc:
+            self._put(exc)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer as an InputError
+            err = InputError(f"corrupt or truncated video {self.path}: {_reason(exc)}")
+            err.__cause__ = exc
+            self._put(err)
+        finally:
+            with contextlib.suppress(Exception):
+                self._container.close()
+
+    def _span_packets(self, container: av.container.InputContainer, span: FrameSpan) -> Iterator[Any]:
+        """The video packets from the keyframe with pts ``span.decode_from`` on: a seek there,
+        then a demux from the start when the seek landed past it (demuxing is cheap)."""
+        stream = container.streams.video[0]
+        if span.decode_from is None:
+            yield from container.demux(stream)
+            return
+        target = span.decode_from
+        first: Any = None
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            packets = container.demux(stream)
+            for packet in packets:
+                if packet.pts is not None and packet.pts > target and packet.is_keyframe:
+                    break  # the seek landed past the keyframe: read from the start instead
+                if packet.pts == target:
+                    first = packet
+                    break
+        except av.error.FFmpegError:
+            first = None
+        if first is not None:
+            yield first
+            yield from packets
+            return
+        with contextlib.suppress(Exception):
+            container.close()
+        self._container = fresh = _open_input(self.path)  # closed by _decode_span_safely
+        found = False
+        for packet in fresh.demux(fresh.streams.video[0]):
+            found = found or packet.pts == target
+            if found:
+                yield packet
+        if not found:
+            raise InputError(f"corrupt or truncated video {self.path}: no packet at pts {target} to start from")
+
+    def _decode_span(self, container: av.container.InputContainer, span: FrameSpan) -> bool:
+        """Decode the frames of ``span`` into the queue (pre-roll flagged). Frames at or before
+        the last one handed on (a software retry after NVDEC failed) are left out. Returns False
+        when asked to stop."""
+        container.streams.video[0].thread_type = "AUTO"
+        tolerant = not self._hardware
+        index = span.first_index
+        last = self._last_span_pts
+
+        def hand_on(vf: Any) -> bool | None:
+            """True: go on; False: stopped; None: the span is complete."""
+            nonlocal index, last
+            pts = vf.pts
+            if pts is None:
+                raise InputError(f"cannot split {self.path}: a frame carries no timestamp")
+            if span.end is not None and pts >= span.end:
+                return None
+            low = span.warmup_from if span.warmup_from is not None else span.start
+            if pts < low or (last is not None and pts <= last):
+                return True
+            if getattr(vf, "is_corrupt", False) and span.keeps(pts):
+                self.concealed_frames += 1
+            frame = Frame(index=index, pts=pts, image=frame_to_bgr(vf), preroll=pts < span.start)
+            if not self._put(frame):
+                return False
+            index += 1
+            last = self._last_span_pts = pts
+            self._seen += 1
+            return True
+
+        codec: Any = None  # the decoder the packets go to (flushed at the end)
+        for packet in self._span_packets(container, span):
+            if self._stop.is_set():
+                return False
+            codec = packet.stream.codec_context
+            if packet.size:
+                self._packets += 1
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                if not tolerant:
+                    raise
+                if packet.pts is not None and span.keeps(packet.pts):
+                    self.damaged_packets += 1
+                continue
+            for vf in decoded:
+                state = hand_on(vf)
+                if state is None:
+                    return True
+                if not state:
+                    return False
+        if codec is None:
+            return True
+        # the end of the file: flush the decoder's delayed frames
+        with contextlib.suppress(av.error.EOFError):
+            for vf in codec.decode(None):
+                state = hand_on(vf)
+                if not state:
+                    return state is None
+        return True
 
     # -- consumer side ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Frame]:

@@ -65,13 +65,15 @@ class EncodeOptions:
     ``encoder``: an FFmpeg encoder name (libx264, libx265, h264_nvenc, hevc_nvenc, libvpx-vp9,
     libaom-av1, ...) or ``"auto"`` (h264_nvenc when usable, else libx264). ``crf``: 0 (lossless)
     … 51 (worst); NVENC gets it as ``cq``. ``preset``: x264 names; mapped to p1…p7 for NVENC.
-    ``threads``: encoder threads, 0 = the codec's default.
+    ``threads``: encoder threads, 0 = the codec's default. ``closed_gop``: no frame refers across
+    a keyframe (each part of a split video decodes on its own and joins with the next).
     """
 
     encoder: str = "libx264"
     crf: int = 18
     preset: str = "veryfast"
     threads: int = 0
+    closed_gop: bool = False
 
     def resolved_encoder(self, ext: str = ".mp4") -> str:
         """The encoder to open for a file with extension ``ext``: ``auto`` is VP9 for WebM
@@ -89,7 +91,7 @@ class EncodeOptions:
         if encoder.endswith("_nvenc"):
             preset = _NVENC_PRESETS.get(self.preset, self.preset)
             return {"rc": "vbr", "cq": crf, "preset": preset}
-        if encoder in ("libx264", "libx265"):
+        if encoder in ("libx264", "libx264rgb", "libx265"):
             return {"crf": crf, "preset": self.preset}
         if encoder == "libvpx-vp9":
             return {"crf": crf, "b": "0", "deadline": "realtime" if self.preset in _X26X_PRESETS[:4] else "good"}
@@ -130,15 +132,17 @@ def pixel_format(encoder: str, width: int, height: int) -> str:
     4:4:4 format the encoder takes is used: the size stays exact, nothing is resized. VP9 and
     AV1 code odd sizes in 4:2:0 and keep ``yuv420p``.
     """
-    if width % 2 == 0 and height % 2 == 0:
-        return "yuv420p"
     try:
         codec = av.codec.Codec(encoder, "w")
     except Exception:  # noqa: BLE001 - validated elsewhere; let the encoder's own error speak
         return "yuv420p"
+    formats = [f.name for f in (codec.video_formats or ())]
+    if formats and "yuv420p" not in formats and "bgr24" in formats:
+        return "bgr24"  # an RGB encoder (libx264rgb): the BGR frames go in as they are
+    if width % 2 == 0 and height % 2 == 0:
+        return "yuv420p"
     if codec.name not in ("h264", "hevc", "libx264", "libx265") and not encoder.endswith(("_nvenc", "_qsv", "_vaapi")):
         return "yuv420p"
-    formats = [f.name for f in (codec.video_formats or ())]
     for name in ("yuv444p", "gbrp", "bgr0"):
         if name in formats:
             return name
@@ -170,6 +174,7 @@ def _regenerated(packet: Any, format_name: str) -> bool:
 
 
 _MOV_MUXERS = ("mp4", "mov", "ipod", "ismv", "3gp", "3g2", "psp", "f4v")
+_CLOSED_GOP = -(1 << 31)  # AV_CODEC_FLAG_CLOSED_GOP (1U << 31) as the signed int PyAV keeps
 
 
 def _describe(stream: Any) -> str:
@@ -183,7 +188,8 @@ class VideoWriter:
     ``info`` is the input's :class:`VideoInfo` (size, rate, time base, rotation). ``audio_from``:
     a file whose audio, subtitle and data streams are copied packet by packet (usually
     ``info.path``; ``None``: none). ``trim_start``/``trim_end``: the input frame range being
-    written, so the copied streams are cut to the same span. After construction ``copied``
+    written, so the copied streams are cut to the same span. ``container_options``: the muxer's
+    options (``{"movie_timescale": "12800"}`` keeps an MP4's start time exact). After construction ``copied``
     counts the streams copied per kind (``{"audio": 2, "subtitle": 1, "data": 0}``) and
     ``dropped`` describes the subtitle/data streams the container cannot hold.
 
@@ -200,8 +206,10 @@ class VideoWriter:
         audio_from: Path | None = None,
         trim_start: int = 0,
         trim_end: int | None = None,
+        container_options: dict[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.container_options = dict(container_options or {})
         self.info = info
         self.options = options
         self.trim_start = trim_start
@@ -245,7 +253,7 @@ class VideoWriter:
     def _open(self, ext: str, audio_from: Path | None) -> None:
         encoder = self.options.resolved_encoder(ext)
         try:
-            self._out = av.open(str(self.temp_path), "w")
+            self._out = av.open(str(self.temp_path), "w", options=self.container_options or None)
         except (av.error.FFmpegError, OSError) as exc:
             raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from exc
         supported = self._out.supported_codecs
@@ -263,6 +271,8 @@ class VideoWriter:
         stream.codec_context.framerate = info.fps
         if self.options.threads:
             stream.codec_context.thread_count = self.options.threads
+        if self.options.closed_gop:
+            stream.codec_context.flags |= _CLOSED_GOP
         if info.display_matrix is not None:
             stream.set_display_matrix(info.display_matrix)
         elif info.rotation:
@@ -377,7 +387,10 @@ class VideoWriter:
             out_pts = int(pts) - (self._offset or 0)
         if self._last_pts is not None and out_pts <= self._last_pts:
             out_pts = self._last_pts + 1  # keep pts strictly increasing for the encoder
-        frame = bgr_to_frame(image)
+        if self._video.pix_fmt == "bgr24":
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        else:
+            frame = bgr_to_frame(image)
         frame.pts = out_pts
         frame.time_base = info.time_base
         try:
