@@ -332,7 +332,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_batch, cli_jobs, cli_models, cli_serve
+    from . import cli_batch, cli_jobs, cli_live, cli_models, cli_serve
 
     parser = _Parser(
         prog="swapline",
@@ -415,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.register(sub)
     cli_jobs.register(sub)
     cli_batch.register(sub)
+    cli_live.register(sub)
     return parser
 
 
@@ -611,7 +612,7 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from . import cli_batch, cli_jobs, cli_models, cli_serve
+    from . import cli_batch, cli_jobs, cli_live, cli_models, cli_serve
     from .commands import run_demo, run_doctor
 
     runtime = runtime_from_args(args)
@@ -648,6 +649,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cli_jobs.run(args, runtime)
     if args.command == "batch":
         return cli_batch.run(args, runtime)
+    if args.command == "live":
+        return cli_live.run(args, runtime)
     raise AssertionError(args.command)
 
 
