@@ -6,7 +6,8 @@
 At start-up (FastAPI lifespan) the app opens the job store ``<data_dir>/jobs.sqlite`` and starts
 one :class:`~swapline.jobs.worker.JobWorker` (which first puts back in the queue the jobs a dead
 server left running); at shutdown it stops the worker (a running job goes back to the queue) and
-closes the store and both runners. All of it lives in ``app.state.server``.
+closes the store and both runners. All of it lives in ``app.state.server``. The live page's
+sessions live in ``app.state.live`` (:class:`~.live.LiveManager`); shutdown ends them first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..config import RuntimeConfig
 from ..errors import ConfigError
 from .auth import TokenAuth
 from .errors import install_error_handlers
+from .live import LiveManager, LiveSettings
+from .routes import live as live_routes
 from .routes import routers
 from .settings import DEFAULT_MAX_UPLOAD_BYTES, ServerSettings, is_loopback
 from .state import ServerState
@@ -40,13 +43,16 @@ def _default_runner(runtime: RuntimeConfig) -> object:
     return Runner(runtime)
 
 
-def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None = None) -> FastAPI:
+def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None = None,
+               live: LiveSettings | None = None) -> FastAPI:
     """The app for ``settings``.
 
     Args:
         settings: where the data goes, the bind address (decides the token check), limits.
         runner_factory: makes a runner from the runtime config (default
-            :class:`~swapline.jobs.runner.Runner`); called twice, for the worker and for previews.
+            :class:`~swapline.jobs.runner.Runner`); called twice, for the worker and for previews
+            (and once more by the first live session).
+        live: the live page's limits (default: :meth:`LiveSettings.from_env`).
 
     Raises:
         ConfigError: a non-loopback ``host`` without a token.
@@ -56,6 +62,7 @@ def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None
     if settings.max_upload_bytes < 1:
         raise ConfigError(f"the upload cap must be 1 byte or more (got {settings.max_upload_bytes})")
     factory = runner_factory or _default_runner
+    live_settings = live or LiveSettings.from_env()
 
     closing = threading.Event()
 
@@ -64,16 +71,20 @@ def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None
         closing.clear()
         state = _start(settings, factory, closing)
         app.state.server = state
+        app.state.live = LiveManager(live_settings, state, factory)
         try:
             yield
         finally:
             closing.set()
-            _stop(state)
+            try:
+                await app.state.live.close_all()
+            finally:
+                _stop(state)
 
     app = FastAPI(title="swapline", version=__version__, lifespan=lifespan,
                   description="Face swap jobs over HTTP: upload, preview, queue, follow, download.")
     install_error_handlers(app)
-    for router in routers:
+    for router in (*routers, live_routes.router):
         app.include_router(router)
     if settings.token_required:
         app.add_middleware(TokenAuth, token=settings.token or "")
