@@ -45,6 +45,12 @@ def register(subparsers: Any) -> None:
                    help="folder for the job queue, uploads and outputs (default: <swapline home>/server)")
     p.add_argument("--max-upload-mb", type=float, default=2048, metavar="N",
                    help="largest upload per request in MiB (default: %(default)g)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="hand queued jobs to a Ray cluster (ADDRESS, or 'local' for one in this process) as "
+                        "'swapline batch --ray' does: videos cut at keyframes and swapped on its actors; "
+                        "previews stay here (needs pip install \"swapline[ray]\")")
+    p.add_argument("--ray-workers", type=int, default=0, metavar="N",
+                   help="actors for --ray (default: one per two CPUs of the cluster)")
     add_runtime_options(p)
 
 
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
     settings = ServerSettings(data_dir=data_dir, host=args.host, port=port, token=token,
                               max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), runtime=runtime)
     try:
-        app = create_app(settings)
+        app = create_app(settings, job_runner_factory=_cluster_factory(args))
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
                                 timeout_graceful_shutdown=5)
         server = _uvicorn_server(config, app.state.closing)
@@ -149,3 +155,21 @@ def _listen(host: str, port: int) -> socket.socket:
 def _url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"http://{shown}:{port}/"
+
+
+def _cluster_factory(args: argparse.Namespace) -> Any:
+    """With ``--ray``: a factory of the queue's runner that hands each job to the cluster; else
+    None (jobs run in this process)."""
+    if not getattr(args, "ray", None):
+        return None
+
+    def make(runtime: RuntimeConfig) -> Any:
+        from .distributed.cluster import ClusterRunner
+        from .distributed.ray_executor import RayExecutor
+        from .distributed.segment import WorkerSettings
+
+        executor = RayExecutor(address=args.ray, workers=args.ray_workers, cpus_per_worker=2.0,
+                               settings=WorkerSettings(runtime=runtime))
+        return ClusterRunner(executor)
+
+    return make

@@ -299,6 +299,12 @@ def _run_phase(page: Any, url: str, phase: Phase, loop: int) -> dict[str, Any]:
     session_id = page.evaluate("() => document.body.dataset.liveSession")
     page.evaluate("(loop) => window.__liveProbe.start(loop)", loop)
     page.wait_for_function("() => window.__liveProbe.remoteFrames > 0", timeout=60_000)
+    for _ in range(3):  # a video element may drop the watchers armed while its stream was replaced: arm again
+        try:
+            page.wait_for_function("() => window.__liveProbe.localFrames > 0", timeout=5_000)
+            break
+        except Exception:  # noqa: BLE001 - Playwright's TimeoutError
+            page.evaluate("(loop) => window.__liveProbe.start(loop)", loop)
     first_frame_s = time.monotonic() - started
     source_before = None
     if phase.change_source:

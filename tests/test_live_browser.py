@@ -142,7 +142,8 @@ def test_slowed_swap_drops_frames_and_latency_stays_bounded(live: dict[str, Any]
     assert server["latency_p95_ms"] <= 3 * SLOW_SWAP_S * 1000 + 100, server
     assert 5 <= phase["frames_back"] <= (1 / SLOW_SWAP_S + 1) * SLOW_SECONDS, summary(phase)
     assert phase["backwards"] == 0
-    assert phase["latency_p95_ms"] is not None and phase["latency_p95_ms"] <= 700, summary(phase)
+    assert phase["latency_p95_ms"] is not None and phase["latency_p95_ms"] <= 700, \
+        (summary(phase), phase["camera_frames"], phase["unreadable"], phase["codes"][:12])
     # bounded, not growing: a queue would add ≈ 0.8 s of delay per second here (30 fps in, 6.7 out)
     assert phase["latency_p50_second_half_ms"] <= phase["latency_p50_first_half_ms"] + 100, summary(phase)
     # the source was changed while it ran, to a new upload

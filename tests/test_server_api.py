@@ -605,3 +605,31 @@ def test_start_up_sweeps_what_a_killed_server_left(data_dir: Path) -> None:
         pass
     assert not cut.exists() and fresh.exists()
     assert sorted(p.name for p in job_dir.iterdir()) == ["output.mp4"]
+
+
+def test_the_queue_can_hand_its_jobs_to_a_cluster(prepared_home: Path, tmp_path: Path) -> None:
+    """``job_runner_factory`` (``swapline serve --ray``) puts a cluster runner behind the queue: a
+    job submitted over HTTP is run by it (here on an in-process executor), previews stay local."""
+    from swapline.distributed.cluster import ClusterRunner
+    from swapline.distributed.local import InProcessExecutor
+    from swapline.distributed.segment import WorkerSettings
+
+    made: list[ClusterRunner] = []
+
+    def cluster(runtime: RuntimeConfig) -> ClusterRunner:
+        made.append(ClusterRunner(InProcessExecutor(settings=WorkerSettings(runtime=runtime))))
+        return made[-1]
+
+    app = create_app(ServerSettings(data_dir=tmp_path / "data", runtime=RuntimeConfig(home=prepared_home)),
+                     job_runner_factory=cluster)
+    with TestClient(app) as c:
+        src = upload(c, jpeg_bytes("src_obama.jpg"), "obama.jpg")
+        tgt = upload(c, media("vid_lp_d18_talking_480.mp4").read_bytes(), "talk.mp4")
+        job = c.post("/jobs", json={"sources": [src["id"]], "target": tgt["id"]}).json()
+        done = wait_state(c, job["id"], ("done", "failed"), timeout=300)
+        assert done["state"] == "done", done
+        assert "in-process worker" in done["result"]["summary"]
+        r = c.get(f"/jobs/{job['id']}/output")
+        assert r.status_code == 200 and len(r.content) > 10_000
+        assert c.post("/preview", json={"sources": [src["id"]], "target": tgt["id"]}).status_code == 200
+    assert len(made) == 1

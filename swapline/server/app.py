@@ -44,6 +44,7 @@ def _default_runner(runtime: RuntimeConfig) -> object:
 
 
 def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None = None,
+               job_runner_factory: RunnerFactory | None = None,
                live: LiveSettings | None = None) -> FastAPI:
     """The app for ``settings``.
 
@@ -52,6 +53,9 @@ def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None
         runner_factory: makes a runner from the runtime config (default
             :class:`~swapline.jobs.runner.Runner`); called twice, for the worker and for previews
             (and once more by the first live session).
+        job_runner_factory: makes the queue's runner instead (e.g. a
+            :class:`~swapline.distributed.cluster.ClusterRunner` that hands each job to a cluster);
+            default ``runner_factory``.
         live: the live page's limits (default: :meth:`LiveSettings.from_env`).
 
     Raises:
@@ -62,6 +66,7 @@ def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None
     if settings.max_upload_bytes < 1:
         raise ConfigError(f"the upload cap must be 1 byte or more (got {settings.max_upload_bytes})")
     factory = runner_factory or _default_runner
+    job_factory = job_runner_factory or factory
     live_settings = live or LiveSettings.from_env()
 
     closing = threading.Event()
@@ -69,7 +74,7 @@ def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         closing.clear()
-        state = _start(settings, factory, closing)
+        state = _start(settings, factory, closing, job_factory)
         app.state.server = state
         app.state.live = LiveManager(live_settings, state, factory)
         try:
@@ -94,7 +99,8 @@ def create_app(settings: ServerSettings, *, runner_factory: RunnerFactory | None
     return app
 
 
-def _start(settings: ServerSettings, factory: RunnerFactory, closing: threading.Event) -> ServerState:
+def _start(settings: ServerSettings, factory: RunnerFactory, closing: threading.Event,
+           job_factory: RunnerFactory | None = None) -> ServerState:
     """Open the store, make the runners, start the worker."""
     from ..jobs.store import JobStore
     from ..jobs.worker import JobWorker
@@ -104,7 +110,7 @@ def _start(settings: ServerSettings, factory: RunnerFactory, closing: threading.
     _sweep(data)
     store = JobStore(data / "jobs.sqlite")
     try:
-        job_runner = factory(settings.runtime)
+        job_runner = (job_factory or factory)(settings.runtime)
         preview_runner = factory(settings.runtime)
         worker = JobWorker(store, job_runner)  # type: ignore[arg-type]
         state = ServerState(settings=settings, store=store, worker=worker, job_runner=job_runner,  # type: ignore[arg-type]
