@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.netns import isolated, namespace_available
 
 import cv2
 import numpy as np
@@ -403,24 +404,7 @@ def drive(config: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ namespace
 
 
-def namespace_available() -> bool:
-    """Whether ``unshare -n`` with loopback up works here (unprivileged users often may not)."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        proc = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
-
-
-def in_namespace(command: list[str]) -> list[str]:
-    """``command`` run in a private network namespace with only loopback (when the system
-    allows one; otherwise as it is)."""
-    if not namespace_available():
-        return command
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+in_namespace = isolated  # the name the benchmark and the browser test use
 
 
 def run_isolated(config: dict[str, Any], *, timeout: float) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -46,6 +45,8 @@ from swapline.distributed import (
     scan_video,
 )
 from swapline.distributed.local import InProcessExecutor, LocalExecutor
+
+from tests.netns import isolated
 from swapline.errors import ConfigError, InputError, OutputError
 from swapline.jobs.events import JobEvent
 from swapline.jobs.job import Job
@@ -532,17 +533,6 @@ def test_cli_batch_swaps_the_talking_clip_without_jumps_at_borders(tmp_path: Pat
     assert code == 0 and [j["state"] for j in json.loads(report_path.read_text())["jobs"]] == ["skipped"] * 2
 
 
-def _namespace_available() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        proc = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
-
-
 def _ray_clips(work: Path) -> list[Job]:
     """Three short 240×240 clips of the talking clip (keyframes every 12 frames), one job each."""
     talking, source = _media(TALKING), _media(SOURCE)
@@ -600,8 +590,7 @@ def test_ray_batch_matches_the_local_run_survives_a_crash_and_resumes(tmp_path: 
     (tmp_path / "jobs.json").write_text(json.dumps([j.to_dict() for j in jobs]))
     env = {**os.environ, "SWAPLINE_HOME": str(model_home), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
     driver = [sys.executable, str(Path(__file__).resolve()), "--ray-driver", str(tmp_path)]
-    if _namespace_available():
-        driver = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *driver]
+    driver = isolated(driver)  # its own network namespace where the system allows one
     proc = subprocess.run(driver, check=False, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads((tmp_path / "result.json").read_text())

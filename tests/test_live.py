@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from swapline.live.framecode import code_region, read_code, stamp_code
 from swapline.live.streamcheck import clip_frames
 
 from .conftest import media, read
+from .netns import isolated, namespace_available
 
 REPO = Path(__file__).resolve().parents[1]
 TALKING = "vid_lp_d18_talking_480.mp4"  # 480×480, 30 fps, one face
@@ -267,23 +267,11 @@ def test_reference_mode_follows_one_person(session, biden) -> None:  # noqa: ANN
 # ----------------------------------------------------------------------------- the stream path
 
 
-def _namespace_available() -> bool:
-    """Whether ``unshare -n`` with a loopback interface works here."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        proc = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
-
-
 def test_stream_path_udp_in_swapline_live_udp_out(session, tmp_path: Path, model_home: Path) -> None:  # noqa: ANN001
     """A clip played at real time with frame codes to udp://P1, ``swapline live`` (a real
     process) swapping it to udp://P2, a reader matching the codes: in order, the face changed,
     the corner code intact, latency measured. In a private network namespace."""
-    if not _namespace_available():
+    if not namespace_available():
         pytest.skip("needs 'unshare -n' with a loopback interface (an isolated network namespace)")
     clip, _ = media(TALKING), media("src_biden.jpg")
     env = {**os.environ, "SWAPLINE_HOME": str(model_home), "PYTHONPATH": str(REPO)}
@@ -291,7 +279,7 @@ def test_stream_path_udp_in_swapline_live_udp_out(session, tmp_path: Path, model
     seconds = 8.0
     driver = [sys.executable, str(REPO / "tests" / "live_stream_driver.py"), str(clip.parent), str(tmp_path),
               str(seconds)]
-    cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *driver]
+    cmd = isolated(driver)
     proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     result = json.loads((tmp_path / "result.json").read_text())

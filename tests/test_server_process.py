@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.netns import isolated
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = "vid_lp_d18_talking_480.mp4"  # 480×480, 216 frames, a face in every frame
@@ -115,18 +116,6 @@ def main(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------------ the test
 
 
-def _namespace_available() -> bool:
-    """Whether ``unshare -n`` with a loopback interface works here (unprivileged users often
-    may not)."""
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    try:
-        proc = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0
-
-
 def test_sigkill_mid_job_then_restart_finishes_the_job(tmp_path: Path, model_home: Path) -> None:
     import av
     import numpy as np
@@ -142,8 +131,7 @@ def test_sigkill_mid_job_then_restart_finishes_the_job(tmp_path: Path, model_hom
     env = {**os.environ, "SWAPLINE_HOME": str(model_home), "PYTHONPATH": str(REPO)}
     env.pop("SWAPLINE_DEBUG", None)
     driver = [sys.executable, str(Path(__file__).resolve()), str(clip.parent), str(tmp_path)]
-    if _namespace_available():
-        driver = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *driver]
+    driver = isolated(driver)  # its own network namespace where the system allows one
     proc = subprocess.run(driver, check=False, env=env, capture_output=True, text=True, timeout=150, cwd=REPO)
     log = (tmp_path / "server.log").read_text() if (tmp_path / "server.log").exists() else ""
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{log}"
