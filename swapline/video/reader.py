@@ -19,21 +19,21 @@ import os
 import queue
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import av
 import numpy as np
 
 from ..errors import ConfigError, InputError
+from ..formats import VIDEO_INPUT_EXTENSIONS as VIDEO_EXTENSIONS
 from .frames import frame_to_bgr
 from .probe import probe_hardware
 
-from ..formats import VIDEO_INPUT_EXTENSIONS as VIDEO_EXTENSIONS
-
+_T = TypeVar("_T")
 # Demuxers FFmpeg uses for still images: a file they open is a picture, not a video.
 _IMAGE_FORMATS = ("image2", "gif", "apng", "webp")
 
@@ -334,21 +334,16 @@ class VideoReader:
         return False
 
     def _decode(self) -> None:
-        if self.span is not None:
-            self._decode_span_safely(self.span)
-            return
-        try:
-            try:
-                n = self._decode_from(self._container)
-            except Exception:
-                if not self._hardware:
-                    raise
-                # NVDEC failed (seen mid-file on a GPU machine whose 256 px probe decoded fine):
-                # decode the file in software, skipping the frames already handed on
-                with contextlib.suppress(Exception):
-                    self._container.close()
-                self._container, self._hardware = _open_input(self.path), False
-                n = self._decode_from(self._container, skip=self._seen)
+        with self._errors_handed_on():
+            if self.span is not None:
+                span = self.span
+                if self._software_after_nvdec(lambda: self._decode_span(self._container, span)):
+                    self._put(_END)
+                return
+            # NVDEC failed (seen mid-file on a GPU machine whose 256 px probe decoded fine): the
+            # file is decoded in software, skipping the frames already handed on
+            n = self._software_after_nvdec(lambda: self._decode_from(self._container),
+                                           lambda: self._decode_from(self._container, skip=self._seen))
             stop_at = self.trim_end
             expected = self.info.frame_count if stop_at is None else min(stop_at, self.info.frame_count)
             # A couple of frames may legitimately go missing (edit lists, decoder delay quirks);
@@ -365,6 +360,13 @@ class VideoReader:
                 self.missing_frames = expected - n - self.damaged_packets
             if n is not None:
                 self._put(_END)
+
+    @contextlib.contextmanager
+    def _errors_handed_on(self) -> Iterator[None]:
+        """The decode thread's errors go to the consumer (an :class:`InputError`, others wrapped
+        in one); the container is closed at the end either way."""
+        try:
+            yield
         except InputError as exc:
             self._put(exc)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer as an InputError
@@ -374,6 +376,19 @@ class VideoReader:
         finally:
             with contextlib.suppress(Exception):
                 self._container.close()
+
+    def _software_after_nvdec(self, first: Callable[[], _T], again: Callable[[], _T] | None = None) -> _T:
+        """``first()``; when it fails while NVDEC decodes, the file is opened again for software
+        decoding and ``again()`` (default: ``first()`` once more) runs; any other failure is raised."""
+        try:
+            return first()
+        except Exception:
+            if not self._hardware:
+                raise
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container, self._hardware = _open_input(self.path), False
+            return (again or first)()
 
     def _decode_from(self, container: av.container.InputContainer, skip: int = 0) -> int | None:
         """Decode ``container`` into the queue, leaving out its first ``skip`` input frames
@@ -414,30 +429,6 @@ class VideoReader:
         return n
 
     # -- a span (a segment of a split video) -----------------------------------------------------
-    def _decode_span_safely(self, span: FrameSpan) -> None:
-        """:meth:`_decode_span`, with NVDEC's failure retried in software and errors handed on."""
-        try:
-            try:
-                done = self._decode_span(self._container, span)
-            except Exception:
-                if not self._hardware:
-                    raise
-                with contextlib.suppress(Exception):
-                    self._container.close()
-                self._container, self._hardware = _open_input(self.path), False
-                done = self._decode_span(self._container, span)
-            if done:
-                self._put(_END)
-        except InputError as exc:
-            self._put(exc)
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer as an InputError
-            err = InputError(f"corrupt or truncated video {self.path}: {_reason(exc)}")
-            err.__cause__ = exc
-            self._put(err)
-        finally:
-            with contextlib.suppress(Exception):
-                self._container.close()
-
     def _span_packets(self, container: av.container.InputContainer, span: FrameSpan) -> Iterator[Any]:
         """The video packets from the keyframe with pts ``span.decode_from`` on: a seek there,
         then a demux from the start when the seek landed past it (demuxing is cheap)."""
@@ -464,7 +455,7 @@ class VideoReader:
             return
         with contextlib.suppress(Exception):
             container.close()
-        self._container = fresh = _open_input(self.path)  # closed by _decode_span_safely
+        self._container = fresh = _open_input(self.path)  # closed by _errors_handed_on
         found = False
         for packet in fresh.demux(fresh.streams.video[0]):
             found = found or packet.pts == target
