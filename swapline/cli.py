@@ -1,6 +1,6 @@
-"""Command line: ``swapline swap | demo | models | benchmark | doctor``.
+"""Command line: ``swapline swap | demo | benchmark | doctor | models | serve | jobs | batch | live``.
 
-A thin layer over :mod:`swapline.api`: it parses options into the frozen configs, and turns any
+A thin layer over the job core (:mod:`swapline.jobs`) and :mod:`swapline.api`: it parses options into the frozen configs, and turns any
 :class:`~swapline.errors.SwaplineError` into one line on stderr and a non-zero exit code. Set
 ``SWAPLINE_DEBUG=1`` to see tracebacks.
 
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"swapline {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("swap", help="swap a source face into a target image",
+    p = sub.add_parser("swap", help="swap a source face into a target photo or video",
                        description="Swap the face of SOURCE into TARGET and write OUTPUT.",
                        epilog="Example: swapline swap -s face.jpg -t photo.jpg -o result.jpg")
     p.add_argument("-s", "--source", nargs="+", action="extend", required=True, type=Path, metavar="SOURCE",
