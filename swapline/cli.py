@@ -1,8 +1,8 @@
 """Command line: ``swapline swap | demo | benchmark | doctor | models | serve | jobs | batch | live``.
 
-A thin layer over the job core (:mod:`swapline.jobs`) and :mod:`swapline.api`: it parses options into the frozen configs, and turns any
-:class:`~swapline.errors.SwaplineError` into one line on stderr and a non-zero exit code. Set
-``SWAPLINE_DEBUG=1`` to see tracebacks.
+A thin layer over the job core (:mod:`swapline.jobs`) and :mod:`swapline.api`: it parses options
+into the frozen configs, and turns any :class:`~swapline.errors.SwaplineError` into one line on
+stderr and a non-zero exit code. Set ``SWAPLINE_DEBUG=1`` to see tracebacks.
 
 Exit codes: 0 done, 2 bad input or option, 3 output problem, 4 no face in the source, 5 model
 problem (including a model cache folder that cannot be used), 70 a bug, 130 interrupted (SIGINT,
