@@ -1,6 +1,8 @@
 // swapline web page: pick inputs, preview the swap as options change, run jobs and follow them.
 // Plain ES module, no build step and nothing fetched from outside this server.
 
+import { authHeaders, withToken } from "./token.js";
+
 const $ = (id) => document.getElementById(id);
 
 const PREVIEW_DELAY_MS = 300;
@@ -20,22 +22,6 @@ const state = {
   jobs: new Map(),      // job id -> {record, row, es}
   names: new Map(),     // upload id -> file name (to label job rows)
 };
-
-// ------------------------------------------------------------------ access token (non-loopback servers)
-// Open the page once as http://host:port/?token=SECRET (the server then sets a same-site cookie)
-// or …/#token=SECRET; the page keeps the token for this tab and sends it with its own requests.
-(function readToken() {
-  const fromQuery = new URLSearchParams(location.search).get("token");
-  const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  const value = fromQuery || (fromHash && decodeURIComponent(fromHash[1]));
-  if (value) {
-    sessionStorage.setItem("swaplineToken", value);
-    history.replaceState(null, "", location.pathname);
-  }
-})();
-const token = () => sessionStorage.getItem("swaplineToken");
-const authHeaders = () => (token() ? { Authorization: `Bearer ${token()}` } : {});
-const withToken = (url) => (token() ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token())}` : url);
 
 // ------------------------------------------------------------------ errors: one line in the alert area
 let errorOrigin = null;

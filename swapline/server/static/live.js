@@ -2,6 +2,8 @@
 // Plain ES module, no build step and nothing fetched from outside this server. No STUN server:
 // the peer connection uses this machine's own addresses only.
 
+import { authHeaders, withToken } from "./token.js";
+
 const $ = (id) => document.getElementById(id);
 
 const STATS_EVERY_MS = 1000;
@@ -25,20 +27,6 @@ const state = {
   starting: false,
   browserFrames: null, // {frames, at}: the last inbound-rtp framesDecoded reading
 };
-
-// ------------------------------------------------------------------ access token (as on the main page)
-(function readToken() {
-  const fromQuery = new URLSearchParams(location.search).get("token");
-  const fromHash = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  const value = fromQuery || (fromHash && decodeURIComponent(fromHash[1]));
-  if (value) {
-    sessionStorage.setItem("swaplineToken", value);
-    history.replaceState(null, "", location.pathname);
-  }
-})();
-const token = () => sessionStorage.getItem("swaplineToken");
-const authHeaders = () => (token() ? { Authorization: `Bearer ${token()}` } : {});
-const withToken = (url) => (token() ? `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token())}` : url);
 
 // ------------------------------------------------------------------ errors: one line in the alert area
 function showError(message) {
