@@ -18,8 +18,8 @@ from ..swap.mesh import MeshSwap
 from .color import lab_apply, lab_statistics, match_color, yuv_luma
 from .detail import detail_sigma, soften
 from ..swap.mesh import COARSE_STEP
-from ..swap.validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_DARK_WEIGHT, RATIO_SCALE, forehead_zone,
-                             occluder_keep, skin_patches)
+from ..swap.validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_ANCHOR, OCCLUDER_DARK_WEIGHT,
+                             RATIO_SCALE, disc, forehead_zone, occluder_keep, skin_patches)
 from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
 from .multiband import multiband_blend, multiband_reach
 from .poisson import poisson_blend
@@ -28,6 +28,9 @@ from .relight import fit_face_lighting, mean_shading, shading_map
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _NOSE_BASE = 2
 _INNER_LIPS = topo.as_array(topo.LIPS_INNER)
+# the target's own brows and eyes (their sockets) are never occluders: grown by these fractions
+# of the face width
+OWN_BROWS_GROW, OWN_EYES_GROW = 0.01, 0.05
 YUV_DETAIL_SIGMA = 0.05  # fraction of the face width: coarser luminance comes from the target
 
 
@@ -155,7 +158,9 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     at the eyes and nose bridge, hands over the edges — found by the target's skin model on the
     canvas. The lower centre is left alone (smile creases and the shade under the nose would
     pass for occluders); the outline ring is tested where it lies inside the target's own face,
-    so a fringe the new outline would move stays where it is."""
+    so a fringe the new outline would move stays where it is. Only what reaches in from the
+    face's border counts (an island of dark skin is no occluder), and the target's own brows and
+    eye sockets never do."""
     geo = swap.geometry
     ch, cw = geo.parts.shape
     h, w = swap.target.shape[:2]
@@ -176,12 +181,23 @@ def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     # them by their triangles (eye sockets and the nose's sides are shaded more than the smooth
     # light predicts)
     brows = area_mask((ch, cw), mesh_c, ("brows",)) > 0.5
-    testable = ((geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead))
-                | ((geo.parts == FEATURE) & forehead & ~brows) | ring)
     width = float(np.ptp(mesh_c[_OVAL, 0]))
+    # the target's own brows and eye sockets, where the warp moved them, are its face, not an
+    # occluder (raised or made-up brows, painted or deep-set sockets)
+    own_mesh = geo.target_mesh[:, :2] * np.array([sx, sy], np.float32)
+    own_features = np.maximum(
+        cv2.dilate(area_mask((ch, cw), own_mesh, ("brows",)), disc(OWN_BROWS_GROW * width)),
+        cv2.dilate(area_mask((ch, cw), own_mesh, ("eyes",)), disc(OWN_EYES_GROW * width)))
+    own_features = cv2.remap(own_features, tx, ty, cv2.INTER_LINEAR) > 0.5
+    testable = ((geo.parts == EDGE) | ((geo.parts == CENTRE) & (upper | forehead))
+                | ((geo.parts == FEATURE) & forehead & ~brows) | ring) & ~own_features
     # above the brows nothing but hair is much darker than the light predicts
     dark = np.where(forehead & ~brows, np.float32(FOREHEAD_DARK_WEIGHT), np.float32(OCCLUDER_DARK_WEIGHT))
-    occ_w = 1.0 - occluder_keep(small, shade, skin_patches((ch, cw), mesh_c), testable, width, dark)
+    # hair, glasses and hands reach in from the face's border; a shaded eye socket or a blotch
+    # on the cheek is an island
+    border = ~cv2.erode(own_w.view(np.uint8), disc(OCCLUDER_ANCHOR * width)).view(bool)
+    occ_w = 1.0 - occluder_keep(small, shade, skin_patches((ch, cw), mesh_c), testable, width, dark,
+                                anchor=border)
     # back to the target's own pixels: q shows what the warp put at q - (T(q) - q)
     gx, gy = np.meshgrid(np.arange(cw, dtype=np.float32), np.arange(ch, dtype=np.float32))
     occ = cv2.remap(occ_w, 2.0 * gx - tx, 2.0 * gy - ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)

@@ -7,7 +7,11 @@ For the source (once per source face): a weight 0..1 per texel of its texture fr
 - the source's own skin model (robust colour statistics of its cheeks, nose and chin, on the
   texture divided by its fitted shading so that shadows are not mistaken for hair) applied to
   the forehead, temple and jaw bands, where hair, background and hands intrude (eyes, brows,
-  nose and lips are never tested).
+  nose and lips are never tested). A texel there is foreign when it is unlike skin *and* more
+  like what surrounds the face (its hair and background, sampled on a ring outside the outline)
+  than like skin — a shaded cheek edge or a ruddy forehead is unlike the cheeks' tight
+  statistics but still nearer to them than to hair — or when it is far from skin whatever
+  surrounds the face (a painted stain, a hand).
 
 Invalid texels are filled from the mirrored texel (:data:`swapline.face.mesh_mirror.MIRROR`)
 where that one is valid; what stays invalid is left to the target by the blend.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from ..blend.masks import area_mask
 from ..blend.relight import fit_lighting, shading
@@ -40,11 +45,16 @@ _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
 _SKIN_PATCHES = tuple(topo.as_array(p) for p in (topo.CHEEK_LEFT, topo.CHEEK_RIGHT, topo.NOSE_BRIDGE, topo.CHIN))
 RATIO_RANGE = (0.02, 3.0)  # a texel's colour over its predicted skin colour, clipped to this
 SKIN_SOFT, SKIN_HARD = 2.5, 4.5  # skin distance where a texel starts / stops being skin
+FAR_SOFT, FAR_HARD = 8.0, 12.0  # skin distance beyond which a texel is foreign whatever surrounds it
+NEARER_SOFT = 2.0  # how much nearer (in robust sds) to the surroundings than to skin makes it foreign
+SURROUND_RING = (0.015, 0.10)  # the ring outside the face sampled as "not skin", face-width fractions
+SURROUND_SAMPLES = 1500
 # weight on darkness in the target's occluder test: creases and the shade under the nose are
 # darker than the smooth lighting predicts, hair is several times darker still
 OCCLUDER_DARK_WEIGHT = 0.5
 FOREHEAD_DARK_WEIGHT = 1.5  # above the brows (no creases or nose shade there): hair is darker than skin
 OCCLUDER_OPEN, OCCLUDER_GROW, OCCLUDER_SOFT = 0.015, 0.02, 0.008  # fractions of the face width
+OCCLUDER_ANCHOR = 0.04  # an occluder must reach this close to the face's outline (face widths)
 
 
 def _feature_vertices() -> np.ndarray:
@@ -86,6 +96,12 @@ FEATURE, EDGE, CENTRE = 1, 2, 3
 TRIANGLE_PARTS: np.ndarray = np.where(FEATURE_TRIANGLES, FEATURE, np.where(EDGE_TRIANGLES, EDGE, CENTRE)).astype(np.uint8)
 
 
+def disc(radius: float) -> np.ndarray:
+    """An elliptic structuring element of about ``radius`` pixels: ``(2k+1, 2k+1) uint8``."""
+    k = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+
+
 def draw_order(mesh: np.ndarray) -> np.ndarray:
     """``(T,) int`` order of :data:`FACE_TRIANGLES` far to near (smaller z is nearer)."""
     return np.argsort(-np.asarray(mesh, np.float64)[:, 2][FACE_TRIANGLES].mean(1), kind="stable")
@@ -123,6 +139,56 @@ def skin_distance(ratio: np.ndarray, stats: np.ndarray, dark_weight: float = 1.0
     z = (_skin_features(ratio) - stats[0]) / stats[1]
     chroma = np.sqrt(z[..., 0] ** 2 + z[..., 1] ** 2)
     return np.maximum(chroma, -dark_weight * z[..., 2]).astype(np.float32)
+
+
+def foreign_weight(ratio: np.ndarray, stats: np.ndarray, test: np.ndarray, surround: np.ndarray | None,
+                   dark_weight: np.ndarray | float = 1.0) -> np.ndarray:
+    """How foreign (hair, background, a stain) each tested texel of a face is, by a two-class
+    comparison: its skin distance against its distance to the nearest clearly-not-skin sample
+    from around the face.
+
+    Args:
+        ratio: ``(H, W, 3) float32`` colour over fitted skin shading (≈1 on skin).
+        stats: ``(2, 3)`` skin statistics (:func:`skin_statistics`).
+        test: ``(H, W) bool`` texels to judge.
+        surround: ``(H, W) bool`` pixels around the face (hair, background, ears...); those
+            unlike skin become the samples of "not skin". None: only the far test.
+        dark_weight: how much darker-than-skin counts, everywhere or per pixel ``(H, W)``.
+    Returns:
+        ``(H, W) float32`` 0 (skin) .. 1 (foreign), 0 outside ``test``.
+    """
+    out = np.zeros(test.shape, np.float32)
+    if not test.any():
+        return out
+    z = (_skin_features(ratio[test]) - stats[0]) / stats[1]
+    dark = dark_weight[test] if isinstance(dark_weight, np.ndarray) else dark_weight
+    d_skin = np.maximum(np.hypot(z[:, 0], z[:, 1]), -dark * z[:, 2])
+    unlike = _smoothstep(d_skin, SKIN_SOFT, SKIN_HARD)
+    foreign = _smoothstep(d_skin, FAR_SOFT, FAR_HARD)
+    ys, xs = np.nonzero(surround) if surround is not None else ((), ())
+    if len(ys):
+        pick = np.linspace(0, len(ys) - 1, min(len(ys), 4 * SURROUND_SAMPLES)).astype(np.int64)
+        zs = (_skin_features(ratio[ys[pick], xs[pick]]) - stats[0]) / stats[1]
+        zs = zs[np.maximum(np.hypot(zs[:, 0], zs[:, 1]), -zs[:, 2]) > SKIN_HARD][:: max(1, len(zs) // SURROUND_SAMPLES)]
+        ask = (unlike > 0) & (foreign < 1)  # skin needs no neighbour search
+        if len(zs) and ask.any():
+            d_other = cKDTree(zs).query(z[ask], k=1)[0]
+            foreign[ask] = np.maximum(foreign[ask], unlike[ask] * _smoothstep(d_skin[ask] - d_other, 0.0, NEARER_SOFT))
+    out[test] = foreign
+    return out
+
+
+def _anchored(occ: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """``occ`` ``(h, w) float32`` 0..1 with only the occluders (connected areas above 0.5, and
+    their soft rims) that touch ``anchor`` ``(h, w) bool``."""
+    count, labels = cv2.connectedComponents((occ > 0.5).view(np.uint8), connectivity=8)
+    if count <= 1:
+        return occ
+    kept = np.zeros(count, bool)
+    kept[np.unique(labels[anchor])] = True
+    kept[0] = False
+    rim = cv2.dilate(kept[labels].view(np.uint8), np.ones((3, 3), np.uint8), iterations=2).view(bool)
+    return np.where(rim, occ, np.float32(0.0))
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -222,10 +288,12 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
         if stats is not None:  # features by their own outlines here: brow triangles reach far up
             features = area_mask((h, w), mesh[:, :2], ("eyes", "brows", "nose", "mouth")) > 0.5
             bands = inside & ~features & (forehead | edge)
+            near, far = (cv2.dilate(inside.view(np.uint8), disc(f * width)).view(bool) for f in SURROUND_RING)
+            above_mouth = np.arange(h)[:, None] < mesh[13, 1]  # not the neck, skin too
+            foreign = foreign_weight(ratio, stats, bands, far & ~near & above_mouth)
             # grown, not blurred: a thin dark strand must not be averaged away with the skin
             k = max(1, int(round(0.008 * width)))
-            d = cv2.dilate(skin_distance(ratio, stats), np.ones((2 * k + 1, 2 * k + 1), np.uint8))
-            skin = np.where(bands, 1.0 - _smoothstep(d, SKIN_SOFT, SKIN_HARD), 1.0).astype(np.float32)
+            skin = np.where(bands, 1.0 - cv2.dilate(foreign, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), 1.0)
         valid = (prior * skin).astype(np.float32)
         if exclude is not None:
             valid[exclude] = 0.0
@@ -257,7 +325,8 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
 
 
 def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, testable: np.ndarray,
-                  face_width: float, dark_weight: np.ndarray | float = OCCLUDER_DARK_WEIGHT) -> np.ndarray:
+                  face_width: float, dark_weight: np.ndarray | float = OCCLUDER_DARK_WEIGHT,
+                  anchor: np.ndarray | None = None) -> np.ndarray:
     """What of a target face must stay in front of the swap: its hair, fringe, glasses frames,
     hands — whatever is not skin where skin should be.
 
@@ -268,6 +337,9 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
         testable: ``(h, w) bool`` face surface that is not an eye, brow, nose or lip.
         face_width: the face's width in these pixels.
         dark_weight: how much darker-than-skin counts, everywhere or per pixel ``(h, w)``.
+        anchor: ``(h, w) bool`` where an occluder reaches from (the face's border): only
+            occluders connected to it are kept (hair, glasses and hands come from outside the
+            face; a shaded eye socket or a blotch on the cheek does not). None: all are kept.
     Returns:
         ``(h, w) float32``: 1 where the swap may go, falling to 0 over occluders.
     """
@@ -279,13 +351,11 @@ def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, 
     occ = np.zeros(image.shape[:2], np.float32)  # only where the test applies
     dark = dark_weight[testable] if isinstance(dark_weight, np.ndarray) else dark_weight
     occ[testable] = _smoothstep(skin_distance(ratio[testable], stats, dark), SKIN_SOFT, SKIN_HARD)
+    if anchor is not None:
+        occ = _anchored(occ, anchor)
     # specks are noise, an occluder has extent: open (thin strands survive), grow past the soft
     # edge so the occluder's own pixels stay whole, then soften
-    def disc(frac: float) -> np.ndarray:
-        k = max(1, int(round(frac * face_width)))
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
-
-    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, disc(OCCLUDER_OPEN))
-    occ = cv2.dilate(occ, disc(OCCLUDER_GROW))
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, disc(OCCLUDER_OPEN * face_width))
+    occ = cv2.dilate(occ, disc(OCCLUDER_GROW * face_width))
     occ = cv2.GaussianBlur(occ, (0, 0), max(0.5, OCCLUDER_SOFT * face_width))
     return np.clip(1.0 - occ, 0.0, 1.0, out=keep)
