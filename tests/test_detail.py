@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from swapline.blend import detail
 from swapline.blend.detail import detail_energy, detail_sigma, soften
 
 from .conftest import read
@@ -40,3 +41,23 @@ def test_only_the_mask_counts() -> None:
     target[~mask] = 128  # flat outside the mask: must not pull the estimate down
     assert detail_sigma(sharp, target, mask) == 0.0
     assert detail_sigma(sharp, target, np.zeros_like(mask)) == 0.0  # nothing to measure
+
+
+def _sobel_energy(grey: np.ndarray, mask: np.ndarray) -> float:
+    """The detail measure as it was first written (six passes)."""
+    gx = cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_16S, 1, 0, ksize=1))
+    gy = cv2.convertScaleAbs(cv2.Sobel(grey, cv2.CV_16S, 0, 1, ksize=1))
+    return float(cv2.mean(cv2.add(gx, gy, dtype=cv2.CV_16U), mask=mask)[0])
+
+
+def test_detail_energy_is_the_same_float_as_sobel() -> None:
+    rng = np.random.default_rng(3)
+    for i in range(3000):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        if i % 3 == 0:
+            grey = cv2.GaussianBlur(grey, (0, 0), 1.5)
+        mask = (rng.random((h, w)) < rng.random()).astype(np.uint8)
+        if i % 7 == 0:
+            mask[:] = 1
+        assert detail._grey_energy(grey, mask) == _sobel_energy(grey, mask), (h, w, i)
