@@ -22,6 +22,7 @@ pytest.importorskip("aiortc")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from swapline.config import RuntimeConfig, SwapConfig  # noqa: E402
+from swapline.errors import ConfigError  # noqa: E402
 from swapline.server import ServerSettings, create_app  # noqa: E402
 from swapline.server.live import LiveSettings  # noqa: E402
 
@@ -245,9 +246,52 @@ def test_settings_from_the_environment() -> None:
     assert LiveSettings.from_env({}) == LiveSettings()
     got = LiveSettings.from_env({"SWAPLINE_LIVE_MAX_SESSIONS": "5", "SWAPLINE_TEST_HOOKS": "1"})
     assert got.max_sessions == 5 and got.test_hooks
-    from swapline.errors import ConfigError
-
     with pytest.raises(ConfigError):
         LiveSettings.from_env({"SWAPLINE_LIVE_MAX_SESSIONS": "many"})
     with pytest.raises(ConfigError):
         LiveSettings(max_sessions=0)
+
+
+def test_sessions_encode_with_the_tuned_vp8_settings(client: TestClient) -> None:
+    from swapline.server.webrtc import TunedVp8Encoder, Vp8Options
+
+    r = start(client)
+    assert r.status_code == 201, r.text
+    pc = client.app.state.live.get(r.json()["id"]).pc
+    (transceiver,) = pc.getTransceivers()
+    encoder = transceiver.sender._RTCRtpSender__encoder
+    assert isinstance(encoder, TunedVp8Encoder) and encoder.options == Vp8Options()
+
+
+def test_live_runner_threads_and_opencv_threads_while_live(tmp_path: Path) -> None:
+    import cv2
+
+    from swapline.server.live import live_runtime
+
+    assert live_runtime(RuntimeConfig(), LiveSettings()).intra_op_threads == 1
+    assert live_runtime(RuntimeConfig(intra_op_threads=3), LiveSettings()).intra_op_threads == 3  # the user's
+    assert live_runtime(RuntimeConfig(), LiveSettings(onnx_threads=0)).intra_op_threads == 0
+    with pytest.raises(ConfigError):
+        LiveSettings(opencv_threads=-1)
+
+    made: list[RuntimeConfig] = []
+
+    def runner(runtime: RuntimeConfig) -> FakeRunner:
+        made.append(runtime)
+        return FakeRunner(runtime)
+
+    before = cv2.getNumThreads()
+    settings = ServerSettings(data_dir=tmp_path / "data")
+    live = LiveSettings(engine_factory=FakeEngine, opencv_threads=1)
+    with TestClient(create_app(settings, runner_factory=runner, live=live)) as client:
+        first, second = start(client).json()["id"], start(client).json()["id"]
+        # the live runner's models run on one thread; the server's other runners keep the default
+        assert made[-1].intra_op_threads == 1 and {m.intra_op_threads for m in made[:-1]} == {0}
+        assert cv2.getNumThreads() == 1
+        assert client.delete(f"/live/{first}").status_code == 204
+        assert cv2.getNumThreads() == 1  # one session is still open
+        assert client.delete(f"/live/{second}").status_code == 204
+        assert cv2.getNumThreads() == before
+        start(client)
+        assert cv2.getNumThreads() == 1
+    assert cv2.getNumThreads() == before  # shutdown closed it

@@ -69,16 +69,32 @@ class LiveSettings:
         test_hooks: accept options meant for tests (``_swap_delay_s``: a swap slowed by that
             many seconds); off unless ``SWAPLINE_TEST_HOOKS=1``.
         engine_factory: makes the engine, called as ``LiveEngine`` is (default: the real one).
+        onnx_threads: ONNX Runtime intra-op threads of the live runner's models where the
+            server's runtime leaves them to the default (``intra_op_threads`` 0); 0: that default.
+        opencv_threads: OpenCV's threads while a live session is open (0: leave OpenCV's own
+            setting). OpenCV's setting is the whole process's: jobs running meanwhile get it too,
+            and it is put back when the last live session closes.
+
+    A live frame is one small image through small models, on cores the codecs and often the
+    browser share. Measured on 2 cores (the live engine's stages on the browser benchmark's
+    clip, the four settings in interleaved runs), a second ONNX Runtime thread cost 2.4 ms of
+    CPU per frame and a second OpenCV thread 2.7 ms (together 23.1 → 27.5 ms) to save 3.4 ms of
+    wall time: one each lets more frames through (``benchmarks/bench_live_cpu.py`` compares the
+    tuned live path with the untuned one).
     """
 
     max_sessions: int = DEFAULT_MAX_SESSIONS
     fps: float = 30.0
     test_hooks: bool = False
     engine_factory: EngineFactory | None = None
+    onnx_threads: int = 1
+    opencv_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
             raise ConfigError(f"live sessions at once must be 1 or more (got {self.max_sessions})")
+        if self.onnx_threads < 0 or self.opencv_threads < 0:
+            raise ConfigError("live thread counts must be 0 (the default) or more")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LiveSettings:
@@ -165,11 +181,12 @@ class LiveManager:
         self._opening = 0
         self._closing = False
         self._tasks: set[asyncio.Task[bool]] = set()  # closes in progress (kept referenced)
+        self._opencv_before: int | None = None  # OpenCV's threads before the first session opened
 
     # -- the runner and sources ---------------------------------------------------------------
     def _live_runner(self) -> Any:
         if self._runner is None:
-            self._runner = self._runner_factory(self._server.settings.runtime)
+            self._runner = self._runner_factory(live_runtime(self._server.settings.runtime, self.settings))
         return self._runner
 
     def _source_path(self, upload_id: str) -> Path:
@@ -269,6 +286,7 @@ class LiveManager:
                 raise InvalidRequestError(f"the offer cannot be used: {exc or type(exc).__name__}") from None
             if transceiver.mid is None:
                 raise InvalidRequestError("the offer has no video: give the camera track")
+            webrtc.use_vp8_options(transceiver)  # a cheaper encoder setting (see Vp8Options)
             if is_loopback(self._server.settings.host):
                 webrtc.gather_only(pc, ["::1"] if ":" in self._server.settings.host else ["127.0.0.1"])
             await run_in_threadpool(engine.start)
@@ -283,6 +301,7 @@ class LiveManager:
             await run_in_threadpool(engine.stop)
             raise
         self._sessions[session.id] = session
+        self._use_opencv_threads()
         log.info("live session %s opened (source %s)", session.id, source or "none")
         return session, pc.localDescription.sdp, pc.localDescription.type
 
@@ -349,8 +368,26 @@ class LiveManager:
             await session.pc.close()
         finally:
             await run_in_threadpool(session.engine.stop)
+            if not self._sessions:
+                self._restore_opencv_threads()
         log.info("live session %s closed: %s", session_id, _summary(session.engine))
         return True
+
+    def _use_opencv_threads(self) -> None:
+        """OpenCV's thread count for live (:attr:`LiveSettings.opencv_threads`), the old one kept."""
+        if self.settings.opencv_threads and self._opencv_before is None:
+            import cv2
+
+            self._opencv_before = cv2.getNumThreads()
+            cv2.setNumThreads(self.settings.opencv_threads)
+
+    def _restore_opencv_threads(self) -> None:
+        """Put OpenCV's thread count back (the last live session has closed)."""
+        if self._opencv_before is not None:
+            import cv2
+
+            cv2.setNumThreads(self._opencv_before)
+            self._opencv_before = None
 
     async def close_all(self) -> None:
         """Server shutdown: end every session and release the live runner."""
@@ -365,6 +402,14 @@ class LiveManager:
             if callable(close):
                 await run_in_threadpool(close)
             self._runner = None
+
+
+def live_runtime(runtime: RuntimeConfig, settings: LiveSettings) -> RuntimeConfig:
+    """The live runner's runtime: the server's, with :attr:`LiveSettings.onnx_threads` where the
+    server leaves the thread count to the default."""
+    if runtime.intra_op_threads or not settings.onnx_threads:
+        return runtime
+    return dataclasses.replace(runtime, intra_op_threads=settings.onnx_threads)
 
 
 def _set_swap_delay(engine: Any, delay: float) -> None:

@@ -7,6 +7,10 @@ engine's own newest-frame slot then drops whatever the swap is too slow for. The
 :class:`SwappedTrack` asks the engine for its newest swapped frame each time aiortc's sender wants
 one (after the previous frame was encoded and sent).
 
+The outgoing frames are converted to I420 once (:func:`video_frame`) and encoded by aiortc's VP8
+encoder with cheaper libvpx settings than aiortc's own (:class:`Vp8Options`, installed on the
+sender by :func:`use_vp8_options`).
+
 ICE uses host candidates only (no STUN or TURN server: nothing is asked of the outside world). A
 server listening on loopback offers loopback candidates only, so the media never touches a
 network interface; other servers offer the machine's own addresses.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +30,10 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import av
+import cv2
+import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.vpx import Vp8Encoder, number_of_threads
 from aiortc.mediastreams import MediaStreamError
 
 if TYPE_CHECKING:
@@ -147,10 +155,112 @@ async def pump_newest(track: MediaStreamTrack, engine: LiveEngine, counts: Trans
         if frame is None:
             return
         captured = time.monotonic()
-        image = frame.to_ndarray(format="bgr24")
+        image = frame_image(frame)
         engine.submit(frame_type(image=image, index=index, captured=captured, pts=frame.pts,
                                  time_base=frame.time_base))
         index += 1
+
+
+def frame_image(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded camera frame as the engine's ``(H, W, 3) uint8`` BGR image."""
+    return frame.to_ndarray(format="bgr24")
+
+
+def video_frame(image: np.ndarray) -> av.VideoFrame:
+    """A swapped ``(H, W, 3) uint8`` BGR image as the ``yuv420p`` frame the VP8 encoder takes.
+
+    OpenCV's BT.601 conversion (the range and matrix swscale uses, the chroma averaged over each
+    2 × 2 block) costs half of PyAV's BGR frame plus the encoder's own ``reformat`` (0.7 against
+    1.6 ms at 640 × 480) and keeps the colours closer (BGR → YUV → BGR mean error 1.0 against
+    2.0 levels). Odd sizes, which I420 cannot hold, take PyAV's way."""
+    h, w = image.shape[:2]
+    if h % 2 or w % 2:
+        return av.VideoFrame.from_ndarray(image, format="bgr24")
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+
+
+@dataclass(frozen=True)
+class Vp8Options:
+    """libvpx settings of the outgoing VP8 stream where they differ from aiortc's.
+
+    aiortc (1.x) encodes with ``cpu-used -6`` and libvpx's temporal denoiser on (``noise-
+    sensitivity 4``, meant for raw camera noise). The swapped frames come from a camera stream the
+    browser has already compressed: measured on the browser benchmark's 480p clip after the swap
+    (500 kbit/s and 1.5 Mbit/s, aiortc's bit-rate range), the denoiser costs ≈ 1 ms of CPU a frame
+    and 3 to 6 dB of PSNR against the swapped frame (it smears the swap's own detail), and
+    ``cpu-used -12`` saves ≈ 0.6 ms more for ≈ 0.5 dB, still well above aiortc's settings
+    (4.4 → 2.9 ms and 45.1 → 47.6 dB at 500 kbit/s; 6.1 → 2.8 ms and 46.1 → 51.5 dB at 1.5 Mbit/s;
+    ``benchmarks/bench_live_cpu.py --vp8``).
+
+    Attributes:
+        cpu_used: libvpx's speed (-16 fastest … 16; negative: fixed speed in real time).
+        noise_sensitivity: the temporal denoiser's strength (0: off).
+    """
+
+    cpu_used: int = -12
+    noise_sensitivity: int = 0
+
+
+class TunedVp8Encoder(Vp8Encoder):
+    """aiortc's VP8 encoder with :class:`Vp8Options` in place of its own speed and denoiser
+    settings; everything else (the bit rate and its control, packetising) is aiortc's.
+
+    It opens libvpx itself, set up as aiortc does but with ``options``; aiortc's ``encode`` then
+    finds a codec of the right size and rate and keeps it."""
+
+    def __init__(self, options: Vp8Options | None = None) -> None:
+        super().__init__()
+        self.options = options or Vp8Options()
+
+    def encode(self, frame: av.VideoFrame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        if self.codec is None or _reopen(self.codec, frame, self.target_bitrate):
+            self.codec = _open_vp8(frame, self.target_bitrate, self.options)
+        return super().encode(frame, force_keyframe)
+
+
+def _reopen(codec: Any, frame: av.VideoFrame, bitrate: int) -> bool:
+    """aiortc's test for a new codec: another size, or the bit rate moved by more than 10 %."""
+    return (frame.width != codec.width or frame.height != codec.height
+            or abs(bitrate - codec.bit_rate) / codec.bit_rate > 0.1)
+
+
+def _open_vp8(frame: av.VideoFrame, bitrate: int, settings: Vp8Options) -> Any:
+    """A libvpx encoder set up as aiortc's ``Vp8Encoder`` sets it up, but with ``settings``."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = frame.width, frame.height
+    codec.bit_rate = bitrate
+    codec.pix_fmt = "yuv420p"
+    codec.gop_size = 3000
+    codec.qmin, codec.qmax = 2, 56
+    codec.options = {
+        "bufsize": str(bitrate), "cpu-used": str(settings.cpu_used), "deadline": "realtime",
+        "lag-in-frames": "0", "minrate": str(bitrate), "maxrate": str(bitrate),
+        "noise-sensitivity": str(settings.noise_sensitivity), "overshoot-pct": "15", "partitions": "0",
+        "static-thresh": "1", "undershoot-pct": "100",
+    }
+    codec.thread_count = number_of_threads(frame.width * frame.height, os.cpu_count() or 1)
+    return codec
+
+
+def use_vp8_options(transceiver: RTCRtpTransceiver, options: Vp8Options | None = None) -> bool:
+    """Make ``transceiver``'s sender encode with a :class:`TunedVp8Encoder` (``options``).
+
+    aiortc has no public way to set its encoder: the sender makes one at its first frame unless
+    it has one already. Call it after the remote offer is set (the codec is chosen there) and
+    before media flows. Returns False, leaving aiortc's encoder, when the negotiated codec is not
+    VP8 or the sender does not have the expected shape (another aiortc version)."""
+    codecs = getattr(transceiver, "_codecs", None)
+    if not codecs or codecs[0].mimeType.lower() != "video/vp8":
+        return False
+    sender = transceiver.sender
+    slot = "_RTCRtpSender__encoder"
+    if getattr(sender, slot, False) is not None:
+        log.warning("aiortc's sender has an unexpected shape: its own VP8 settings are used")
+        return False
+    setattr(sender, slot, TunedVp8Encoder(options))
+    return True
 
 
 class SwappedTrack(MediaStreamTrack):
@@ -189,7 +299,7 @@ class SwappedTrack(MediaStreamTrack):
             if frame is not None and frame.index != self._last_index:
                 break
         self._last_index = frame.index
-        video = av.VideoFrame.from_ndarray(frame.image, format="bgr24")
+        video = video_frame(frame.image)
         if self._start is None:
             self._start = frame.captured
         pts = max(round((frame.captured - self._start) * VIDEO_CLOCK), self._last_pts + 1)
