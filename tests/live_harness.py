@@ -72,7 +72,8 @@ PROBE_JS = r"""
   }
   function readCode(ctx, w, h) {
     const b = w / COLUMNS, top = Math.max(0, Math.floor(h - 3 * b) - 1), bottom = Math.min(h, Math.ceil(h - b) + 1);
-    const data = ctx.getImageData(0, top, Math.ceil((BITS + 2) * b), bottom - top);
+    // ctx holds only the code's strip (rows top..bottom of the frame, see strip())
+    const data = ctx.getImageData(0, 0, Math.ceil((BITS + 2) * b), bottom - top);
     const rows = [[], []];
     for (const [row, y0, y1, x0, x1] of cells(w, h)) {
       const dy = Math.max(1, Math.floor((y1 - y0) / 4)), dx = Math.max(1, Math.floor((x1 - x0) / 4));
@@ -102,16 +103,23 @@ PROBE_JS = r"""
     snaps: [], wantSnaps: 0, loop: 216,
     generation: 0,         // each start() arms new watchers; older ones stop
   };
+  function strip(w, h) {  // the frame's rows and columns that hold the code: [top, width, height]
+    const b = w / COLUMNS, top = Math.max(0, Math.floor(h - 3 * b) - 1), bottom = Math.min(h, Math.ceil(h - b) + 1);
+    return [top, Math.min(w, Math.ceil((BITS + 2) * b)), bottom - top];
+  }
   function watch(video, role, generation) {
     if (!video.requestVideoFrameCallback) return;
+    // only the code's strip is read back each frame: a whole frame's readback costs the browser
+    // the CPU the page it measures needs (the full frame is drawn only for a snapshot)
     const canvas = document.createElement("canvas");
     const ctx = canvas.getContext("2d", { willReadFrequently: true });
     const step = (now, meta) => {
       if (generation !== probe.generation) return;
       const w = video.videoWidth, h = video.videoHeight;
       if (w && h) {
-        if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
-        ctx.drawImage(video, 0, 0, w, h);
+        const [top, sw, sh] = strip(w, h);
+        if (canvas.width !== sw || canvas.height !== sh) { canvas.width = sw; canvas.height = sh; }
+        ctx.drawImage(video, 0, top, sw, sh, 0, 0, sw, sh);
         const code = readCode(ctx, w, h);
         const at = meta.expectedDisplayTime || now;
         if (code === null) {
@@ -132,7 +140,10 @@ PROBE_JS = r"""
           probe.events.push([code, at, latency]);
           if (probe.wantSnaps > 0 && latency !== null) {
             probe.wantSnaps--;
-            probe.snaps.push({ code, png: canvas.toDataURL("image/png") });
+            const full = document.createElement("canvas");
+            full.width = w; full.height = h;
+            full.getContext("2d").drawImage(video, 0, 0, w, h);
+            probe.snaps.push({ code, png: full.toDataURL("image/png") });
           }
         }
       }
