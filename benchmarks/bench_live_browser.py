@@ -11,6 +11,9 @@ it back; a probe in the page reads the number of every frame both ``<video>`` el
 Figures per phase:
 
 - frames back / fps: distinct frames the swapped ``<video>`` presented, per second.
+- decoded in the browser: the page's own "in the browser" figure (WebRTC ``framesDecoded`` of
+  the incoming video per second), sampled each second, median: what reached the browser, before
+  its rendering on the same cores drops any.
 - capture → shown p50 / p95: for each frame that came back, the time the swapped ``<video>``
   presented it minus the time the camera preview ``<video>`` presented the same frame
   (``requestVideoFrameCallback``'s ``expectedDisplayTime`` on both; the preview shows a frame a
@@ -51,6 +54,10 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f}"
 
 
+def _fps(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
 def _row(phase: dict[str, Any]) -> str:
     s = phase["server"]
     return (f"  {phase['name']:<10} {phase['size'][0]}x{phase['size'][1]}: {phase['frames_back']:>4} frames back in "
@@ -59,7 +66,7 @@ def _row(phase: dict[str, Any]) -> str:
             f"({phase['matched']} matched, {phase['unreadable']} unreadable, {phase['backwards']} out of order)\n"
             f"  {'':<10} camera preview showed {phase['camera_frames']} frames; transport: "
             f"{s['transport']['received']} received, {s['transport']['skipped']} skipped unread, "
-            f"{s['transport']['sent']} sent\n"
+            f"{s['transport']['sent']} sent; decoded in the browser {_fps(phase.get('decoded_fps'))} fps (median)\n"
             f"  {'':<10} server: {s['delivered']} delivered ({s['fps']:.1f} fps now), arrival→sent p50 "
             f"{s['latency_p50_ms']:.0f} / p95 {s['latency_p95_ms']:.0f} ms, dropped {s['dropped']} of {s['captured']} "
             f"captured, swap {s['swap_ms']:.0f} ms\n"

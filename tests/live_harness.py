@@ -330,7 +330,14 @@ def _run_phase(page: Any, url: str, phase: Phase, loop: int) -> dict[str, Any]:
     t0 = time.monotonic()
     changed = False
     shot = False
+    decoded: list[float] = []  # the page's own "in the browser" figure: frames decoded per second
+    next_sample = t0 + 2.0
     while (elapsed := time.monotonic() - t0) < phase.seconds:
+        if time.monotonic() >= next_sample:
+            text = page.evaluate("() => document.getElementById('live-browser').textContent")
+            if text and text.split()[0].replace(".", "", 1).isdigit():
+                decoded.append(float(text.split()[0]))
+            next_sample += 1.0
         if phase.change_options and not changed and elapsed > phase.seconds / 2:
             page.evaluate("""(values) => { for (const [id, value] of Object.entries(values)) {
                 const el = document.getElementById(id); el.value = value;
@@ -361,6 +368,7 @@ def _run_phase(page: Any, url: str, phase: Phase, loop: int) -> dict[str, Any]:
     return {
         "name": phase.name, "session": session_id, "seconds": measured, "first_frame_s": first_frame_s,
         "frames_back": probe["remoteFrames"], "fps_back": probe["remoteFrames"] / measured,
+        "decoded_fps": _percentile(decoded, 50),
         "camera_frames": probe["localFrames"], "unreadable": probe["unreadable"], "backwards": probe["backwards"],
         "matched": len(latencies),
         "latency_p50_ms": _percentile(latencies, 50), "latency_p95_ms": _percentile(latencies, 95),
