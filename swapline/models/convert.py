@@ -277,7 +277,7 @@ def free_reshape_batch(model: ModelProto, lead: int) -> ModelProto | None:
             continue
         new = shape.copy()
         new[0] = value
-        name = _fresh(f"{node.input[1]}__batch", names)
+        name = fresh_name(f"{node.input[1]}__batch", names)
         added.append(numpy_helper.from_array(new.astype(np.int64), name))
         replaced.add(node.input[1])
         node.input[1] = name
@@ -307,7 +307,9 @@ def _shape_constants(g: onnx.GraphProto) -> dict[str, np.ndarray]:
     return found
 
 
-def _fresh(base: str, taken: set[str]) -> str:
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base2``, ``base3`` … when taken in a graph's names; the result is added to
+    ``taken``."""
     name, k = base, 1
     while name in taken:
         k += 1

@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..models.convert import fresh_name
+
 __all__ = ["REWRITE_VERSION", "cpu_rewritten", "split_prelu"]
 
 #: bump when a rewrite's output changes (it names the cached optimised copies)
@@ -47,12 +49,12 @@ def split_prelu(model: onnx.ModelProto) -> int:
             nodes.append(node)
             continue
         if slope.data_type not in zeros:
-            name = _fresh(f"prelu_zero_{slope.data_type}", taken)
+            name = fresh_name(f"prelu_zero_{slope.data_type}", taken)
             dtype = helper.tensor_dtype_to_np_dtype(slope.data_type)
             graph.initializer.append(numpy_helper.from_array(np.zeros((), dtype), name))
             zeros[slope.data_type] = name
         x, (y,) = node.input[0], node.output
-        pos, neg, scaled = (_fresh(f"{y}/{part}", taken) for part in ("relu", "min", "scaled"))
+        pos, neg, scaled = (fresh_name(f"{y}/{part}", taken) for part in ("relu", "min", "scaled"))
         nodes += [helper.make_node("Relu", [x], [pos]),
                   helper.make_node("Min", [x, zeros[slope.data_type]], [neg]),
                   helper.make_node("Mul", [neg, node.input[1]], [scaled]),
@@ -62,16 +64,6 @@ def split_prelu(model: onnx.ModelProto) -> int:
         del graph.node[:]
         graph.node.extend(nodes)
     return replaced
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    """``name``, or ``name_2``, ``name_3`` … when taken; the result is added to ``taken``."""
-    out, k = name, 1
-    while out in taken:
-        k += 1
-        out = f"{name}_{k}"
-    taken.add(out)
-    return out
 
 
 def cpu_rewritten(model_path: Path) -> bytes | None:
