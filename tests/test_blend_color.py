@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from swapline.blend.color import _match_lut, histogram_match, lab_apply, lab_statistics, lab_transfer, lab_with_error, match_color, yuv_luma
+from swapline.blend.color import (_match_lut, histogram_match, lab_apply, lab_statistics, lab_transfer, lab_with_error,
+                                  match_color, monochrome_tone, with_tone, yuv_luma)
 from swapline.errors import ConfigError
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -209,3 +210,30 @@ def test_lowpass_matches_a_full_gaussian() -> None:
     fast = lowpass(img, 20)
     inner = (slice(40, -40), slice(40, -40))  # borders are handled differently
     assert np.abs(fast[inner] - full[inner]).max() < 1.5
+
+
+# --- monochrome targets ------------------------------------------------------------------------
+
+def _toned(image: np.ndarray, tint: tuple[float, float, float]) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return np.clip(grey[..., None] * np.array(tint, np.float32), 0, 255).astype(np.uint8)
+
+
+def test_monochrome_tone_finds_grey_and_toned_faces_not_colour_ones() -> None:
+    face = _read("src_biden.jpg")[200:560, 430:720]
+    where = np.ones(face.shape[:2], bool)
+    assert monochrome_tone(face, where) is None  # a colour face
+    for name in ("id_obama2.jpg", "hard_painting_child.jpg", "src_astronaut_eileen_collins.png"):
+        img = _read(name)
+        h, w = img.shape[:2]
+        assert monochrome_tone(img[h // 4:3 * h // 4, w // 4:3 * w // 4], np.ones((h // 2, w // 2), bool)) is None, name
+    for tint in ((1.0, 1.0, 1.0), (0.80, 0.92, 1.0)):  # grey, sepia
+        toned = _toned(face, tint)
+        tone = monochrome_tone(toned, where)
+        assert tone is not None, tint
+        # a colour face given that tone looks like the toned face: same chroma at the same luminance
+        out = with_tone(face, tone)
+        again = _toned(face, tint)
+        yo = cv2.cvtColor(out, cv2.COLOR_BGR2YCrCb).astype(np.int32)
+        ya = cv2.cvtColor(again, cv2.COLOR_BGR2YCrCb).astype(np.int32)
+        assert np.abs(yo[..., 1:] - ya[..., 1:]).mean() < 1.5, tint

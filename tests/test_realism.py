@@ -225,3 +225,23 @@ def test_nothing_beyond_the_face_moves(session, blend: str) -> None:  # noqa: AN
     width = float(np.ptp(tf.mesh[_OVAL, 0]))
     beyond = ~_oval_mask(target.shape[:2], tf.mesh, grow=0.25 * width)
     assert np.array_equal(out[beyond], target[beyond])
+
+
+def test_a_black_and_white_target_stays_black_and_white(session) -> None:  # noqa: ANN001
+    """The source's colour does not come into a grey photo (nor a sepia one's tint change)."""
+    target = read("hard_cameraman_profile_gray.png")
+    out = session.swap(session.load_source(read("src_obama.jpg")), target).image
+    assert not np.array_equal(out, target)  # swapped
+    assert np.abs(out.astype(np.int32) - out[..., [1, 1, 1]].astype(np.int32)).max() <= 1
+    grey = cv2.cvtColor(read("src_biden.jpg"), cv2.COLOR_BGR2GRAY).astype(np.float32)
+    sepia = np.clip(grey[..., None] * np.array([0.80, 0.92, 1.0], np.float32), 0, 255).astype(np.uint8)
+    out = session.swap(session.load_source(read("src_obama.jpg")), sepia).image
+    face = _oval_mask(sepia.shape[:2], _main(session.analyse(sepia)).mesh)
+    changed = face & (np.abs(out.astype(np.int32) - sepia).max(2) > 8)
+    assert changed.sum() > 1000
+    # the result's chroma is the sepia's at the same luminance
+    ycc_o = cv2.cvtColor(out, cv2.COLOR_BGR2YCrCb).astype(np.float64)[changed]
+    ycc_t = cv2.cvtColor(sepia, cv2.COLOR_BGR2YCrCb).astype(np.float64)[face]
+    for c in (1, 2):
+        curve = np.polyfit(ycc_t[:, 0], ycc_t[:, c], 2)
+        assert np.abs(np.polyval(curve, ycc_o[:, 0]) - ycc_o[:, c]).mean() < 1.5, c

@@ -15,7 +15,7 @@ import numpy as np
 from ..config import SwapConfig
 from ..face import mesh_topology as topo
 from ..swap.mesh import MeshSwap
-from .color import lab_apply, lab_statistics, match_color, yuv_luma
+from .color import lab_apply, lab_statistics, match_color, monochrome_tone, with_tone, yuv_luma
 from .detail import detail_sigma, soften
 from ..swap.mesh import COARSE_STEP
 from ..swap.validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_ANCHOR, OCCLUDER_DARK_WEIGHT,
@@ -214,7 +214,8 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     The chain: the face mask (narrowed by the source texels' validity and, with
     ``keep_occluders``, by what stands in front of the target's face) → the target's lighting
     (``relight``: the source's shading ratio times the target's SH shading) and/or the LAB colour
-    match → detail match → alpha, multi-band or Poisson blend.
+    match → detail match → a monochrome target's tone (grey or sepia stays so) → alpha, multi-band
+    or Poisson blend.
 
     ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face,
     ``steady_detail`` the detail blur, ``steady_light`` the SH lighting ``(9, 3)``, so nothing
@@ -276,6 +277,9 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         if steady_detail is not None:
             sigma = float(steady_detail(np.array([sigma]))[0])
         face = soften(face, sigma)
+    tone = monochrome_tone(target, m > 0.5)
+    if tone is not None:  # a black-and-white (or toned) target stays so: no colour from the source
+        face = with_tone(face, tone)
     if config.blend == "poisson":
         out[sub] = poisson_blend(face, target, m)
     elif config.blend == "multiband":

@@ -250,3 +250,46 @@ def match_color(mode: str, face: np.ndarray, target: np.ndarray, stats_mask: np.
     if mode == "none":
         return face.copy()
     raise ConfigError(f"unknown colour match {mode!r}: use one of " + ", ".join(COLOR_MATCHES))
+
+
+MONOCHROME_STD = 1.5  # chroma (YCrCb Cr, Cb) spread in levels about its tone curve: monochrome below
+_TONE_DEGREE = 2  # the tone curve: chroma as a polynomial of luminance
+_TONE_SAMPLES = 4000
+
+
+def monochrome_tone(image: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+    """The tone curve of a monochrome face (grey, or toned like sepia, whose tint may follow its
+    brightness), else None.
+
+    Args:
+        image: ``(H, W, 3) uint8`` BGR.
+        where: ``(H, W) bool`` the face's pixels.
+    Returns:
+        ``(2, 3) float64`` polynomial coefficients (highest power first) of Cr and of Cb as
+        functions of Y (OpenCV's 8-bit YCrCb, Y scaled to 0..1) when both stay within
+        :data:`MONOCHROME_STD` levels (RMS) of them over ``where`` (at least :data:`MIN_PIXELS`).
+    """
+    ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)[where]
+    if len(ycc) < MIN_PIXELS:
+        return None
+    ycc = ycc[:: max(1, len(ycc) // _TONE_SAMPLES)].astype(np.float64)
+    y = ycc[:, 0] / 255.0
+    curves = []
+    for c in (1, 2):
+        coeffs = np.polyfit(y, ycc[:, c], _TONE_DEGREE)
+        if np.sqrt(np.mean((np.polyval(coeffs, y) - ycc[:, c]) ** 2)) >= MONOCHROME_STD:
+            return None
+        curves.append(coeffs)
+    return np.stack(curves)
+
+
+def with_tone(image: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """``image`` ``(H, W, 3) uint8`` BGR with its own luminance and the chroma the tone curve
+    ``tone`` (from :func:`monochrome_tone`) gives that luminance: a colour face made as grey or
+    as toned as a monochrome target."""
+    ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)
+    lut_y = np.arange(256, dtype=np.float64) / 255.0
+    for c in (1, 2):
+        lut = np.clip(np.round(np.polyval(tone[c - 1], lut_y)), 0, 255).astype(np.uint8)
+        ycc[..., c] = cv2.LUT(ycc[..., 0], lut)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
