@@ -269,10 +269,12 @@ def monochrome_tone(image: np.ndarray, where: np.ndarray) -> np.ndarray | None:
         functions of Y (OpenCV's 8-bit YCrCb, Y scaled to 0..1) when both stay within
         :data:`MONOCHROME_STD` levels (RMS) of them over ``where`` (at least :data:`MIN_PIXELS`).
     """
-    ycc = cv2.cvtColor(image, cv2.COLOR_BGR2YCrCb)[where]
-    if len(ycc) < MIN_PIXELS:
+    count = int(np.count_nonzero(where))
+    if count < MIN_PIXELS:
         return None
-    ycc = ycc[:: max(1, len(ycc) // _TONE_SAMPLES)].astype(np.float64)
+    k = max(1, int(np.sqrt(count / _TONE_SAMPLES)))  # an even grid of about that many samples
+    small = np.ascontiguousarray(image[::k, ::k])
+    ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)[where[::k, ::k]].astype(np.float64)
     y = ycc[:, 0] / 255.0
     curves = []
     for c in (1, 2):
