@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import warnings
+from types import FrameType
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -445,17 +446,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_broken_pipe()
         return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return _interrupted(stops)
     except SwaplineError as exc:
+        if stops.name is not None and not debug:  # what the stop signal cut short failed after it
+            return _interrupted(stops)
         if debug:
             raise
         return _say_error(f"swapline: error: {exc}", exc.exit_code)
-    except KeyboardInterrupt:
-        stops.ignore_more()  # a second Ctrl-C must not cut the clean-up short
-        how = f" ({stops.name})" if stops.name not in (None, "SIGINT") else ""
-        return _say_error(f"swapline: interrupted{how}; no output was written", EXIT_INTERRUPTED)
     except MemoryError:
         return _say_error("swapline: error: out of memory", EXIT_INTERNAL)
     except OSError as exc:  # a file-system cause swapline can name: still one line, with its code
+        if stops.name is not None and not debug:
+            return _interrupted(stops)
         known = _known_os_error(exc, args) if args is not None else None
         if known is None:
             if debug:
@@ -464,12 +467,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "(set SWAPLINE_DEBUG=1 for details)", EXIT_INTERNAL)
         return _say_error(f"swapline: error: {known}", known.exit_code)
     except Exception as exc:  # a bug: still one line, with how to see more
+        if stops.name is not None and not debug:
+            return _interrupted(stops)
         if debug:
             raise
         return _say_error(f"swapline: internal error: {type(exc).__name__}: {exc} (set SWAPLINE_DEBUG=1 for details)",
                           EXIT_INTERNAL)
     finally:
         stops.restore()
+
+
+def _interrupted(stops: _StopSignals) -> int:
+    """The one line and exit code of a run stopped by a signal (or Ctrl-C)."""
+    stops.ignore_more()  # a second Ctrl-C must not cut the clean-up short
+    how = f" ({stops.name})" if stops.name not in (None, "SIGINT") else ""
+    return _say_error(f"swapline: interrupted{how}; no output was written", EXIT_INTERRUPTED)
 
 
 def _say_error(line: str, code: int) -> int:
@@ -514,17 +526,30 @@ class _StopSignals:
         for sig in _STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
 
-    def _handle(self, signum: int, frame: object) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count == 1:
             self.name = signal.Signals(signum).name
-            raise KeyboardInterrupt
+            self._interrupt(frame)
+
+    def _interrupt(self, frame: FrameType | None) -> None:
+        """Raise KeyboardInterrupt in the main thread, unless it is importing a module: an
+        interrupt there can leave a native module half made (onnxruntime's then fails to import,
+        or the process crashes at exit) or be swallowed by importlib's clean-up (the run would go
+        on). Then it is raised a few milliseconds later, once the import is done."""
+        if _importing(frame) and hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, lambda signum, later: self._interrupt(later))
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_INTERRUPT_S)
+            return
+        raise KeyboardInterrupt
 
     def ignore_more(self) -> None:
         if self.count == 0:
             self.count = 1  # an interrupt raised by other means: later signals are counted too
 
     def restore(self) -> None:
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)  # no interrupt still waiting for an import
         if self.name is not None:
             # The process is on its way out: ignore further stop signals at the C level, since
             # interpreter finalization resets Python-level handlers to the default (death by signal).
@@ -538,6 +563,21 @@ class _StopSignals:
             return
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)  # type: ignore[arg-type]
+
+
+_RETRY_INTERRUPT_S = 0.01
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` or one of its callers is importing: a module's top-level code (other
+    than ``__main__``'s) or importlib's own."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.startswith("<frozen importlib") or (
+                code.co_name == "<module>" and frame.f_globals.get("__name__") != "__main__"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _known_os_error(exc: OSError, args: argparse.Namespace) -> SwaplineError | None:

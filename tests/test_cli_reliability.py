@@ -491,3 +491,28 @@ def test_deep_video_target_gives_a_warning(tmp_path: Path) -> None:
     assert "10-bit" in deep_video_warning(clip)
     assert deep_video_warning(CLIP) == ""  # 8-bit: nothing
     assert deep_video_warning(tmp_path / "missing.mp4") == ""  # unreadable: the job says so, not this
+
+
+def test_an_interrupt_during_an_import_waits_until_the_import_is_done(tmp_path: Path) -> None:
+    """A stop signal while a module runs its top-level code (a native one's half-made state made
+    onnxruntime fail to import, or the process crash at exit) is raised once the import is done."""
+    (tmp_path / "slow_module_for_signals.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(0.05)\n"
+        "DONE = True\n")
+    sys.path.insert(0, str(tmp_path))
+    stops = cli._StopSignals()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import slow_module_for_signals  # noqa: F401
+            time.sleep(1.0)  # the interrupt comes here, a few ms after the import
+            pytest.fail("no interrupt came after the import")
+        module = sys.modules.get("slow_module_for_signals")
+        assert module is not None and module.DONE  # imported whole
+        assert stops.name == "SIGINT"
+    finally:
+        stops.name = None
+        stops.restore()
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("slow_module_for_signals", None)
