@@ -141,8 +141,7 @@ def skin_distance(ratio: np.ndarray, stats: np.ndarray, dark_weight: float = 1.0
     return np.maximum(chroma, -dark_weight * z[..., 2]).astype(np.float32)
 
 
-def foreign_weight(ratio: np.ndarray, stats: np.ndarray, test: np.ndarray, surround: np.ndarray | None,
-                   dark_weight: np.ndarray | float = 1.0) -> np.ndarray:
+def foreign_weight(ratio: np.ndarray, stats: np.ndarray, test: np.ndarray, surround: np.ndarray | None) -> np.ndarray:
     """How foreign (hair, background, a stain) each tested texel of a face is, by a two-class
     comparison: its skin distance against its distance to the nearest clearly-not-skin sample
     from around the face.
@@ -153,7 +152,6 @@ def foreign_weight(ratio: np.ndarray, stats: np.ndarray, test: np.ndarray, surro
         test: ``(H, W) bool`` texels to judge.
         surround: ``(H, W) bool`` pixels around the face (hair, background, ears...); those
             unlike skin become the samples of "not skin". None: only the far test.
-        dark_weight: how much darker-than-skin counts, everywhere or per pixel ``(H, W)``.
     Returns:
         ``(H, W) float32`` 0 (skin) .. 1 (foreign), 0 outside ``test``.
     """
@@ -161,8 +159,7 @@ def foreign_weight(ratio: np.ndarray, stats: np.ndarray, test: np.ndarray, surro
     if not test.any():
         return out
     z = (_skin_features(ratio[test]) - stats[0]) / stats[1]
-    dark = dark_weight[test] if isinstance(dark_weight, np.ndarray) else dark_weight
-    d_skin = np.maximum(np.hypot(z[:, 0], z[:, 1]), -dark * z[:, 2])
+    d_skin = np.maximum(np.hypot(z[:, 0], z[:, 1]), -z[:, 2])  # as skin_distance
     unlike = _smoothstep(d_skin, SKIN_SOFT, SKIN_HARD)
     foreign = _smoothstep(d_skin, FAR_SOFT, FAR_HARD)
     ys, xs = np.nonzero(surround) if surround is not None else ((), ())
