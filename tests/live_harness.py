@@ -119,7 +119,13 @@ PROBE_JS = r"""
       if (w && h) {
         const [top, sw, sh] = strip(w, h);
         if (canvas.width !== sw || canvas.height !== sh) { canvas.width = sw; canvas.height = sh; }
-        ctx.drawImage(video, 0, top, sw, sh, 0, 0, sw, sh);
+        // a snapshot and its code must come from one drawing of the video (it may move on between two)
+        const full = role === "remote" && probe.wantSnaps > 0 ? document.createElement("canvas") : null;
+        if (full) {
+          full.width = w; full.height = h;
+          full.getContext("2d").drawImage(video, 0, 0, w, h);
+        }
+        ctx.drawImage(full || video, 0, top, sw, sh, 0, 0, sw, sh);
         const code = readCode(ctx, w, h);
         const at = meta.expectedDisplayTime || now;
         if (code === null) {
@@ -138,11 +144,8 @@ PROBE_JS = r"""
           const sent = probe.local.get(code);
           const latency = sent !== undefined && at >= sent && at - sent < 3000 ? at - sent : null;
           probe.events.push([code, at, latency]);
-          if (probe.wantSnaps > 0 && latency !== null) {
+          if (full && latency !== null) {
             probe.wantSnaps--;
-            const full = document.createElement("canvas");
-            full.width = w; full.height = h;
-            full.getContext("2d").drawImage(video, 0, 0, w, h);
             probe.snaps.push({ code, png: full.toDataURL("image/png") });
           }
         }
