@@ -273,7 +273,8 @@ def test_stream_path_udp_in_swapline_live_udp_out(session, tmp_path: Path, model
     the corner code intact, latency measured. In a private network namespace."""
     if not namespace_available():
         pytest.skip("needs 'unshare -n' with a loopback interface (an isolated network namespace)")
-    clip, _ = media(TALKING), media("src_biden.jpg")
+    clip, source = media(TALKING), media("src_biden.jpg")
+    session.load_source([str(source)])  # every model the live process needs is at hand: it runs offline
     env = {**os.environ, "SWAPLINE_HOME": str(model_home), "PYTHONPATH": str(REPO)}
     env.pop("SWAPLINE_DEBUG", None)
     seconds = 8.0
