@@ -185,7 +185,11 @@ class Capture:
 
     # -- control ------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="swapline-live-capture", daemon=True)
+        # Not a daemon: a read blocked on a silent stream cannot be cut short from Python, and a
+        # daemon thread still inside it when the interpreter finalizes crashed the process (PyAV's
+        # timeout callback takes the GIL from FFmpeg's thread). Python's exit waits for it
+        # instead: at most the read timeout after ``stop``.
+        self._thread = threading.Thread(target=self._run, name="swapline-live-capture", daemon=False)
         self._thread.start()
 
     def stop(self) -> None:
