@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from swapline.errors import InputError, OutputError
-from swapline.video.reader import VideoInfo, VideoReader, is_video_path, probe
+from swapline.video.reader import VideoInfo, VideoReader, display_matrix, is_video_path, probe
 from swapline.video.writer import EncodeOptions, VideoWriter, probe_hardware
 
 from .conftest import media
@@ -174,17 +174,22 @@ def test_reader_falls_back_to_software_when_nvdec_fails(monkeypatch: pytest.Monk
         list(reader)
 
 
-def test_rotation_metadata_is_kept(tmp_path: Path) -> None:
-    src = media(NO_AUDIO)
+def _rotated_copy(tmp_path: Path, degrees: int = 90) -> Path:
+    """A remux (no re-encode) of a real clip whose stream carries a display rotation."""
     rotated = tmp_path / "rotated.mp4"
-    with av.open(str(src)) as inp, av.open(str(rotated), "w") as out:  # remux, no re-encode
+    with av.open(str(media(NO_AUDIO))) as inp, av.open(str(rotated), "w") as out:
         stream = out.add_stream_from_template(inp.streams.video[0])
-        stream.set_display_rotation(90)
+        stream.set_display_rotation(degrees)
         for packet in inp.demux(inp.streams.video[0]):
             if packet.dts is None:
                 continue
             packet.stream = stream
             out.mux(packet)
+    return rotated
+
+
+def test_rotation_metadata_is_kept(tmp_path: Path) -> None:
+    rotated = _rotated_copy(tmp_path)
     info = probe(rotated)
     assert info.rotation == 90
     assert (info.width, info.height) == (480, 270)  # coded size
@@ -193,6 +198,29 @@ def test_rotation_metadata_is_kept(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     _copy(rotated, out)
     assert probe(out).rotation == probe(rotated).rotation == 90
+
+
+def test_display_matrix_is_read_from_either_shape_of_side_data(tmp_path: Path) -> None:
+    # PyAV 18.0 gives a frame's side data as a sequence of side-data objects, 18.1 as a mapping
+    # of type to side data (iterating it yields the types): both shapes, built from the real
+    # side data of a rotated clip's first frame, give the same matrix
+    with av.open(str(_rotated_copy(tmp_path))) as clip:
+        frame = next(clip.decode(video=0))
+        side_data = frame.side_data
+        entries = [item if hasattr(item, "type") else side_data[item] for item in side_data]
+        assert len(entries) >= 2  # the display matrix and the encoder's SEI: the matrix is found among others
+        as_sequence = list(reversed(entries))
+        as_mapping = {sd.type: sd for sd in entries}
+        matrix = display_matrix(as_sequence)
+        assert matrix is not None and len(matrix) == 9
+        assert display_matrix(as_mapping) == display_matrix(side_data) == matrix
+        # a 90° rotation: the 16.16 fixed-point rotation part is (0, ∓1; ±1, 0), w = 1 << 30
+        a, b, _, c, d, _, _, _, w = matrix
+        assert (a, d, w) == (0, 0, 1 << 30) and {abs(b), abs(c)} == {1 << 16} and b == -c
+        without = [sd for sd in entries if "DISPLAYMATRIX" not in str(sd.type).upper()]
+        assert display_matrix(without) is None
+        assert display_matrix({sd.type: sd for sd in without}) is None
+        assert display_matrix([]) is None and display_matrix({}) is None
 
 
 def _expect_bad_input(bad: Path, tmp_path: Path) -> str:

@@ -146,6 +146,22 @@ def _open_input(p: Path, hwaccel: Any = None) -> av.container.InputContainer:
         raise InputError(f"cannot read video {p}: {_reason(exc)}") from exc
 
 
+def display_matrix(side_data: Any) -> tuple[int, ...] | None:
+    """The display matrix (9 ints, FFmpeg's layout) of a frame's side data, or None if it has none.
+
+    ``side_data`` is a frame's ``side_data`` in either shape PyAV has given it: a mapping of
+    side-data type to side data, whose iteration yields the types (av 18.1 and later), or a
+    container whose iteration yields the side-data objects (av 18.0, which calls itself a
+    mapping too). A display matrix shorter than 36 bytes reads as none.
+    """
+    for item in side_data or ():
+        sd = item if hasattr(item, "type") else side_data[item]
+        if str(getattr(sd.type, "name", sd.type)).upper().endswith("DISPLAYMATRIX"):
+            raw = bytes(sd)
+            return tuple(struct.unpack("<9i", raw[:36])) if len(raw) >= 36 else None
+    return None
+
+
 def _normalise_rotation(degrees: float) -> int:
     return round(degrees / 90.0) * 90 % 360
 
@@ -179,15 +195,8 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         # The first frame: proves the stream decodes and carries the display matrix (FFmpeg puts
         # the stream's coded side data on the frames; av 18 has no stream-level getter).
         first = _first_frame(p, container, stream)
-        rotation, matrix = 0, None
-        side_data: Any = first.side_data  # a SideDataContainer (the stub says one SideData)
-        for sd in side_data or ():
-            if str(getattr(sd.type, "name", sd.type)).upper().endswith("DISPLAYMATRIX"):
-                raw = bytes(sd)
-                if len(raw) >= 36:
-                    matrix = tuple(struct.unpack("<9i", raw[:36]))
-                rotation = _normalise_rotation(first.rotation)
-                break
+        matrix = display_matrix(first.side_data)
+        rotation = _normalise_rotation(first.rotation) if matrix is not None else 0
 
         if stream.duration:
             duration = float(stream.duration * time_base)
