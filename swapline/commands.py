@@ -134,7 +134,7 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, ab: np.ndarray, ba: np.ndarray) 
 
 def run_doctor(runtime: RuntimeConfig) -> int:
     """Print versions, execution providers, devices, codecs and the model store's state."""
-    from . import __version__
+    from . import __version__, versions
     from .gpu.report import runtime_report
     from .models.registry import catalogue_status, full_catalog
     from .models.store import ModelStore
@@ -143,6 +143,11 @@ def run_doctor(runtime: RuntimeConfig) -> int:
     r = runtime_report(runtime.execution_providers, runtime.execution_device_id)
     print(f"swapline {__version__}, Python {r['python']}, onnxruntime {r['onnxruntime']}, OpenCV {cv2.__version__}, "
           f"torch {r['torch'] or 'not installed'}")
+    bindings = versions.binding_versions()
+    print("native bindings:     " + ", ".join(f"{b.distribution} {b.installed or 'not installed'}" for b in bindings))
+    for b in bindings:
+        if b.problem:
+            print(f"swapline: warning: {b.problem}", file=sys.stderr)
     print(f"providers available: {', '.join(r['providers_available'])}")
     missing = f" (missing: {', '.join(r['providers_missing'])})" if r["providers_missing"] else ""
     print(f"providers used:      {', '.join(r['providers_used'])}{missing}")
