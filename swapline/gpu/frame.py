@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..blend.chain import _OVAL as _CHAIN_OVAL
-from ..blend.chain import mesh_area_masks, skin_stats_mask
+from ..swap.mesh_blend import _OVAL as _CHAIN_OVAL
+from ..swap.mesh_blend import mesh_area_masks, skin_stats_mask
 from ..config import SwapConfig
 from ..errors import ConfigError
 from ..face.types import Face
@@ -114,7 +114,7 @@ def _swap_one(out: torch.Tensor, changed: torch.Tensor, face: Face, source: Sour
     # the target region with its surroundings warped to the new outline
     region = ops.to_nchw(_crop(out, fm.origin, fm.size))
     target = ops.remap(region, tx, ty, border="replicate").round().clamp(0, 255)
-    # the blend mask: the feathered face surface (on the canvas, like chain._feather_face) ...
+    # the blend mask: the feathered face surface (on the canvas, like mesh_blend._feather_face) ...
     width = float(np.ptp(fm.mesh[_CHAIN_OVAL, 0]))
     s = fm.face_canvas.shape[1] / rw
     mask = ops.feather_mask(face_canvas, config.face_mask_erode * width * s, config.face_mask_blur * width * s)

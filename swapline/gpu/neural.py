@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..blend.chain import mesh_area_masks
+from ..swap.mesh_blend import mesh_area_masks
 from ..blend.masks import box_mask
 from ..config import SwapConfig
 from ..face.align import fit_similarity

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..blend.chain import blend_face, mesh_area_masks, needs_geometry
+from ..swap.mesh_blend import blend_face, mesh_area_masks, needs_geometry
 from ..blend.mask_models import region_affine, warp_mask
 from ..blend.paste import paste_back, paste_where
 from ..config import SwapConfig

@@ -1,4 +1,4 @@
-"""The blend chain for one swapped face: mask → colour match → alpha or Poisson.
+"""The blend chain for one face of the built-in (mesh) swap: mask → colour match → alpha or Poisson.
 
 Works on the face's region only (never the whole frame). Pasting into the frame is left to
 :func:`swapline.blend.paste.paste_where`, with the region mask this module returns.
@@ -12,18 +12,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..blend.color import lab_apply, lab_statistics, match_color, monochrome_tone, with_tone, yuv_luma
+from ..blend.detail import detail_sigma, soften
+from ..blend.masks import area_mask, box_mask, combine_min, feather, polygon_mask
+from ..blend.multiband import multiband_blend, multiband_reach
+from ..blend.poisson import poisson_blend
+from ..blend.relight import fit_face_lighting, mean_shading, shading_map
 from ..config import SwapConfig
 from ..face import mesh_topology as topo
-from ..swap.mesh import MeshSwap
-from .color import lab_apply, lab_statistics, match_color, monochrome_tone, with_tone, yuv_luma
-from .detail import detail_sigma, soften
-from ..swap.mesh import COARSE_STEP
-from ..swap.validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_ANCHOR, OCCLUDER_DARK_WEIGHT,
-                             RATIO_SCALE, disc, forehead_zone, occluder_keep, skin_patches)
-from .masks import area_mask, box_mask, combine_min, feather, polygon_mask
-from .multiband import multiband_blend, multiband_reach
-from .poisson import poisson_blend
-from .relight import fit_face_lighting, mean_shading, shading_map
+from .mesh import COARSE_STEP, MeshSwap
+from .validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_ANCHOR, OCCLUDER_DARK_WEIGHT,
+                       RATIO_SCALE, disc, forehead_zone, occluder_keep, skin_patches)
 
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _NOSE_BASE = 2
