@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from .auth import TokenAuth
 from .errors import install_error_handlers
 from .live import LiveManager, LiveSettings
+from .pages import STATIC_DIR
 from .routes import live as live_routes
 from .routes import routers
 from .settings import DEFAULT_MAX_UPLOAD_BYTES, ServerSettings, is_loopback
@@ -35,7 +36,7 @@ from .uploads import UploadStore
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "STATIC_DIR", "RunnerFactory", "ServerSettings", "create_app"]
 
 RunnerFactory = Callable[[RuntimeConfig], object]
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+
 
 def _default_runner(runtime: RuntimeConfig) -> object:
     from ..jobs.runner import Runner

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..errors import InvalidRequestError, UnsupportedMediaError
 from ..inputs import MAX_JSON_BYTES, parse_options
 from ..live import LiveManager, LiveSession, TooManySessionsError
+from ..pages import STATIC_DIR
 from ..uploads import check_length
 
 router = APIRouter(tags=["live"])
@@ -77,8 +78,6 @@ def _described(session: LiveSession) -> dict[str, Any]:
 
 @router.get("/live", response_class=FileResponse, include_in_schema=False)
 def page(request: Request) -> FileResponse:
-    from ..app import STATIC_DIR
-
     return FileResponse(STATIC_DIR / STATIC_PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
