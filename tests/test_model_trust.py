@@ -41,17 +41,19 @@ from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
 from swapline.face.types import Face
 from swapline.models.catalog import ModelSpec
-from swapline.models.convert import (
+from swapline.models.batch_axis import (
     FIXED_BATCH_KEY,
-    RECIPE_VERSION,
     batch_or_fixed,
     dynamic_batch,
     fixed_batch_of,
 )
+from swapline.models.convert import RECIPE_VERSION
+from swapline.models.converted import FIXED_BATCH_NOTE
 from swapline.models.manifest import Manifest, sidecar
 from swapline.models.neural_catalog import SWAPPERS
 from swapline.models.registry import full_catalog, model_file, trust_model, untrust_model
-from swapline.models.store import FIXED_BATCH_NOTE, TRUSTED, ModelStore
+from swapline.models.status import TRUSTED
+from swapline.models.store import ModelStore
 from swapline.runtime.model import ModelRunner
 from swapline.runtime.session import SessionFactory
 from swapline.swap.onnx_swapper import NeuralSwapper

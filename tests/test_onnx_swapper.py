@@ -16,7 +16,7 @@ from swapline.errors import ModelError
 from swapline.face.arcface import ArcFace
 from swapline.face.types import Face
 from swapline.models.catalog import CATALOG, check_file_names
-from swapline.models.convert import dynamic_batch
+from swapline.models.batch_axis import dynamic_batch
 from swapline.models.neural_catalog import (
     CONVERTERS,
     RECOGNIZERS,

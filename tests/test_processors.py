@@ -26,7 +26,8 @@ from swapline.models.registry import (
     full_catalog,
     loose_models,
 )
-from swapline.models.store import NOT_AT_HAND, UNVERIFIED, ModelStore
+from swapline.models.status import NOT_AT_HAND, UNVERIFIED
+from swapline.models.store import ModelStore
 from swapline.pipeline.frame import frame_path
 from swapline.pipeline.processors import (
     ENHANCER,

@@ -24,8 +24,11 @@ from ..errors import ModelError
 from . import enhance_catalog, neural_catalog
 from .catalog import CATALOG, ModelSpec, check_file_names
 from .interface import check_interface
-from .manifest import Entry, sha256_file
-from .store import BUILT_IN, NOT_AT_HAND, TRUSTED, UNVERIFIED, ModelStatus, ModelStore
+from .hashing import sha256_file
+from .records import Entry
+from .status import BUILT_IN, NOT_AT_HAND, TRUSTED, UNVERIFIED, ModelStatus
+from .store import ModelStore
+from .trust import files_in
 
 #: the weight-free mesh swapper, listed as a row of the catalogue (it has no file)
 BUILTIN_SWAPPER = ModelStatus(
@@ -108,9 +111,7 @@ def catalogue_status(store: ModelStore) -> list[ModelStatus]:
 
 def _loose_candidates(store: ModelStore, model: LooseModel) -> list[Path]:
     """The files in ``--model-dir`` under any of ``model``'s names."""
-    if store.model_dir is None:
-        return []
-    return [store.model_dir / n for n in model.original_names if (store.model_dir / n).is_file()]
+    return files_in(store.model_dir, model.original_names)
 
 
 def model_file(store: ModelStore, name: str) -> Path:
