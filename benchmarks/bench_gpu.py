@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from swapline.api import Session  # noqa: E402
 from swapline.bench.image import FACE_PX, portrait_frame  # noqa: E402
-from swapline.commands import demo_portraits  # noqa: E402
+from swapline.bench.portraits import demo_portraits  # noqa: E402
 from swapline.config import RuntimeConfig, SwapConfig, VideoConfig  # noqa: E402
 from swapline.models.registry import full_catalog  # noqa: E402
 from swapline.models.store import ModelStore  # noqa: E402

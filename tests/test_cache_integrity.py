@@ -28,7 +28,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from swapline import cli_models
+from swapline.cli import models as cli_models
 from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
 from swapline.models import manifest as manifest_mod

@@ -10,7 +10,7 @@ import pytest
 
 import swapline
 from swapline.cli import main
-from swapline.commands import demo_portraits
+from swapline.bench.portraits import demo_portraits
 from swapline.config import SwapConfig
 from swapline.errors import ConfigError, NoFaceError
 from swapline.face.recognize import cosine

@@ -85,7 +85,7 @@ def test_binding_versions_read_this_install_and_the_lock(tmp_path: Path) -> None
 def test_doctor_prints_the_bindings_and_warns_once_per_version_outside(
         installed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from swapline import versions
-    from swapline.commands import run_doctor
+    from swapline.cli.doctor import run_doctor
     from swapline.config import RuntimeConfig
 
     rows = versions.binding_versions()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swapline import cli_models
+from swapline.cli import models as cli_models
 from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
 from swapline.models.catalog import CATALOG, ModelSpec, UrlSource, WheelSource, get_spec

@@ -35,7 +35,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from swapline import cli_models
+from swapline.cli import models as cli_models
 from swapline.cli import main
 from swapline.config import RuntimeConfig
 from swapline.errors import ModelError
@@ -440,7 +440,7 @@ def test_a_reshape_that_cannot_be_rewritten_stays_at_batch_one_and_runs_per_tile
     code, text = _models(home, "list", "--model-dir", str(tmp_path))
     assert code == 0
     assert "batch 1 (fixed in the graph)" in next(line for line in text.splitlines() if line.startswith("inswapper_128 "))
-    from swapline.commands import run_doctor
+    from swapline.cli.doctor import run_doctor
 
     capsys.readouterr()
     assert run_doctor(RuntimeConfig(home=home, model_dir=tmp_path)) == 0

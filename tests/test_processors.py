@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from swapline import cli_models
+from swapline.cli import models as cli_models
 from swapline.api import Session
 from swapline.config import MASK_TYPES, RuntimeConfig, SwapConfig, VideoConfig
 from swapline.errors import ConfigError

@@ -109,7 +109,7 @@ def machine() -> str:
 def bench_image(runtime: RuntimeConfig, repeat: int = 20) -> dict[str, object]:
     """Run the cases on the demo portraits and return the figures (no printing)."""
     from ..api import Session
-    from ..commands import demo_portraits
+    from .portraits import demo_portraits
 
     astronaut, hopper = demo_portraits()
     with Session(SwapConfig(), runtime) as session:

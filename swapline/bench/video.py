@@ -246,7 +246,7 @@ def write_json(report: dict[str, Any], path: Path) -> None:
 def run_video_benchmark(clip: str, source: Path | None, runtime: RuntimeConfig, video: VideoConfig,
                         loops: int = 0, json_path: Path | None = None) -> int:
     """The ``benchmark --video`` command: print the report, optionally write JSON."""
-    from ..commands import demo_portraits
+    from .portraits import demo_portraits
     from ..pipeline.image import write_image
     from ..video.clip import write_clip, zoom_pan_frames
 

@@ -17,20 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RuntimeConfig
-from .models.catalog import CATALOG, DEFAULT_MODELS
-from .models.registry import catalogue_status, full_catalog, trust_model, untrust_model
-from .models.store import CORRUPT, ModelStatus, ModelStore
+from ..config import RuntimeConfig
+from ..models.catalog import CATALOG, DEFAULT_MODELS
+from ..models.registry import catalogue_status, full_catalog, trust_model, untrust_model
+from ..models.store import CORRUPT, ModelStatus, ModelStore
+from .options import add_runtime_options
 
 
 def register(subparsers: Any) -> None:
     """Add ``models`` with its sub-commands to an ``argparse`` sub-parser collection.
 
     Each sub-command takes the shared runtime options (``--model-dir``, ``--offline``, ...) from
-    :func:`swapline.cli.add_runtime_options`.
+    :func:`swapline.cli.options.add_runtime_options`.
     """
-    from .cli import add_runtime_options  # here, not at the top: cli imports this module
-
     parser = subparsers.add_parser(
         "models",
         help="list, prepare, verify or trust the model files",

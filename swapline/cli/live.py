@@ -15,8 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RuntimeConfig
-from .errors import ConfigError
+from ..config import RuntimeConfig
+from ..errors import ConfigError
+from .options import (
+    add_runtime_options,
+    add_swap_options,
+    check_home,
+    stderr_is_terminal,
+    swap_config_from_args,
+    swapline_home,
+)
 
 EXIT_INTERRUPTED = 130
 OUTPUT_NONE = "none"
@@ -25,11 +33,6 @@ OUTPUT_VIRTUAL_CAM = "virtual-cam"
 
 def register(subparsers: Any) -> None:
     """Add ``live`` (with the swap and runtime options) to an ``argparse`` sub-parser collection."""
-    from .cli import (  # here, not at the top: cli imports this module
-        add_runtime_options,
-        add_swap_options,
-    )
-
     p = subparsers.add_parser(
         "live",
         help="swap a camera, a stream or a file in real time",
@@ -78,8 +81,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None = None,
         err: TextIO | None = None) -> int:
     """Run live until the input ends, ``--duration`` passes or an interrupt; the exit code."""
-    from .cli import _check_home, _home, _stderr_is_terminal, swap_config_from_args
-
     stdout = out if out is not None else sys.stdout
     stderr = err if err is not None else sys.stderr
     config = swap_config_from_args(args)
@@ -93,8 +94,8 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
     if not args.input_timeout > 0:
         raise ConfigError(f"--input-timeout must be more than 0 s (got {args.input_timeout:g})")
 
-    from .live.inputs import Capture, parse_input
-    from .live.outputs import (
+    from ..live.inputs import Capture, parse_input
+    from ..live.outputs import (
         NullOutput,
         Recorder,
         StreamOutput,
@@ -114,25 +115,25 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
         sink = StreamOutput(args.output, args.fps)
     record = None
     if args.record is not None:
-        from . import tempfiles
-        from .formats import VIDEO_OUTPUT_EXTENSIONS
-        from .pipeline.image import check_output_path
+        from .. import tempfiles
+        from ..formats import VIDEO_OUTPUT_EXTENSIONS
+        from ..pipeline.image import check_output_path
 
         path = check_output_path(args.record, force=args.force,
                                  extensions=tuple(e for e in VIDEO_OUTPUT_EXTENSIONS if e != ".webm"))
         tempfiles.sweep(path.parent if str(path.parent) else Path("."))
         record = Recorder(path, args.fps)
-    _check_home(_home(args))
+    check_home(swapline_home())
 
-    from .api import Session
-    from .live.engine import LiveEngine
-    from .live.runner import run_live
+    from ..api import Session
+    from ..live.engine import LiveEngine
+    from ..live.runner import run_live
 
     session = Session(config, runtime)
     source = session.load_source(list(args.source)) if args.source else None
     engine = LiveEngine(session, source, config, fps=args.fps, swap_delay_s=args.swap_delay_ms / 1000.0)
     capture = Capture(spec, engine.submit, realtime=args.realtime, loop=args.loop, timeout=args.input_timeout)
-    status = _StatusLine(stderr, enabled=not args.quiet and _stderr_is_terminal())
+    status = _StatusLine(stderr, enabled=not args.quiet and stderr_is_terminal())
 
     def opened(width: int, height: int) -> None:
         if not args.quiet:
@@ -175,7 +176,7 @@ def _input_options(items: list[str]) -> dict[str, str]:
 class _StatusLine:
     """The live figures on one terminal line, rewritten in place."""
 
-    def __init__(self, stream: TextIO, *, enabled: bool):
+    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled
         self.shown = False

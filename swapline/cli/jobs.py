@@ -19,10 +19,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RuntimeConfig
-from .errors import ConfigError, InputError, OutputError
-from .jobs.job import Job
-from .jobs.store import JOB_STATES, JobRecord, JobStore, default_store_path
+from ..config import RuntimeConfig
+from ..errors import ConfigError, InputError, OutputError
+from ..jobs.job import Job
+from ..jobs.store import JOB_STATES, JobRecord, JobStore, default_store_path
+from .options import (
+    add_runtime_options,
+    add_swap_options,
+    add_video_options,
+    image_limits,
+    pixel_count,
+    stderr_is_terminal,
+    swap_config_from_args,
+    video_config_from_args,
+)
 
 JOBS_COMMANDS = ("list", "submit", "run", "retry", "cancel", "delete")
 
@@ -59,8 +69,6 @@ def _add_list(sub: Any) -> None:
 
 
 def _add_submit(sub: Any) -> None:
-    from .cli import _image_limits, _pixels, add_swap_options, add_video_options  # cli imports this module
-
     p = sub.add_parser("submit", help="queue a swap (the options of 'swapline swap'); prints its id",
                        description="Queue the swap of SOURCE into TARGET, written to OUTPUT, with the options "
                                    "of 'swapline swap'. Prints the job's id. Paths are stored absolute.",
@@ -73,7 +81,7 @@ def _add_submit(sub: Any) -> None:
     p.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists when the job runs")
     p.add_argument("--output-image-quality", type=int, default=95, metavar="Q",
                    help="JPEG/WebP quality 1..100 (default: %(default)s)")
-    p.add_argument("--max-pixels", type=_pixels, default=_image_limits()[0], metavar="N",
+    p.add_argument("--max-pixels", type=pixel_count, default=image_limits()[0], metavar="N",
                    help="refuse images larger than N pixels (k/M/G suffixes; default: %(default)s)")
     add_swap_options(p)
     add_video_options(p)
@@ -81,8 +89,6 @@ def _add_submit(sub: Any) -> None:
 
 
 def _add_run(sub: Any) -> None:
-    from .cli import add_runtime_options
-
     p = sub.add_parser("run", help="run every queued job in the foreground, one at a time",
                        description="Run the queued jobs one at a time until none is left, one line per "
                                    "job. Exit code 0 when all are done, else the first failure's code.")
@@ -101,8 +107,6 @@ def _add_common(p: argparse.ArgumentParser, *, runtime: bool = True) -> None:
 
 
 def _runtime_defaults() -> dict[str, Any]:
-    from .cli import add_runtime_options
-
     probe = argparse.ArgumentParser(add_help=False)
     add_runtime_options(probe)
     return vars(probe.parse_args([]))
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
 
 def store_path(args: argparse.Namespace, runtime: RuntimeConfig) -> Path:
     """``--store``, else the default store in the swapline home (``SWAPLINE_HOME``)."""
-    from .models.store import default_root
+    from ..models.store import default_root
 
     given = getattr(args, "store", None)
     return Path(given).absolute() if given is not None else default_store_path(default_root(runtime).absolute())
@@ -192,8 +196,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
             ``--force`` (exit 3).
         ConfigError: a bad option (exit 2).
     """
-    from .cli import swap_config_from_args, video_config_from_args
-    from .pipeline.image import check_max_pixels
+    from ..pipeline.image import check_max_pixels
 
     sources = tuple(Path(p).absolute() for p in args.source)
     target = Path(args.target).absolute()
@@ -212,8 +215,8 @@ def job_from_args(args: argparse.Namespace) -> Job:
 
 def _run(store: JobStore, runtime: RuntimeConfig, *, quiet: bool, out: TextIO) -> int:
     """``jobs run``: every queued job, one line each; 0 if all done, else the first failure's code."""
-    from .jobs.runner import Runner
-    from .jobs.worker import JobWorker
+    from ..jobs.runner import Runner
+    from ..jobs.worker import JobWorker
 
     codes: list[int] = []
 
@@ -222,7 +225,7 @@ def _run(store: JobStore, runtime: RuntimeConfig, *, quiet: bool, out: TextIO) -
         if not quiet or record.state != "done":
             print(summary_line(record), file=out if record.state == "done" else sys.stderr, flush=True)
 
-    runner = Runner(runtime, progress=not quiet and _stderr_is_terminal())
+    runner = Runner(runtime, progress=not quiet and stderr_is_terminal())
     try:
         count = JobWorker(store, runner).run_pending(on_finish=report)
     finally:
@@ -230,13 +233,6 @@ def _run(store: JobStore, runtime: RuntimeConfig, *, quiet: bool, out: TextIO) -
     if count == 0 and not quiet:
         print("no queued jobs", file=out)
     return next((c for c in codes if c != 0), 0)
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def summary_line(record: JobRecord) -> str:

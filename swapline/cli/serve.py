@@ -15,8 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RuntimeConfig
-from .errors import ConfigError
+from ..config import RuntimeConfig
+from ..errors import ConfigError
+from .options import add_runtime_options, swapline_home
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8188
@@ -24,8 +25,6 @@ DEFAULT_PORT = 8188
 
 def register(subparsers: Any) -> None:
     """Add ``serve`` (with the shared runtime options) to an ``argparse`` sub-parser collection."""
-    from .cli import add_runtime_options  # here, not at the top: cli imports this module
-
     p = subparsers.add_parser(
         "serve",
         help="run the REST API and the web page",
@@ -58,7 +57,7 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
     """Serve until interrupted (Ctrl-C, SIGTERM); 0 on a clean stop."""
     import uvicorn
 
-    from .server import ServerSettings, create_app, is_loopback
+    from ..server import ServerSettings, create_app, is_loopback
 
     stream = out if out is not None else sys.stdout
     if not 0 <= args.port <= 65535:
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
     generated = token is None and not is_loopback(args.host)
     if generated:
         token = secrets.token_urlsafe(24)
-    data_dir = (args.data_dir if args.data_dir is not None else _default_data_dir(args)).absolute()
+    data_dir = (args.data_dir if args.data_dir is not None else swapline_home() / "server").absolute()
     _check_data_dir(data_dir)
     sock = _listen(args.host, args.port)
     port = sock.getsockname()[1]
@@ -110,12 +109,6 @@ def _uvicorn_server(config: Any, closing: threading.Event) -> Any:
     return Server(config)
 
 
-def _default_data_dir(args: argparse.Namespace) -> Path:
-    from .cli import _home
-
-    return _home(args) / "server"
-
-
 def _check_data_dir(data_dir: Path) -> None:
     """The data folder can be made and its job store opened (one line here, not a traceback from
     the server's start-up).
@@ -123,8 +116,8 @@ def _check_data_dir(data_dir: Path) -> None:
     Raises:
         OutputError: the folder cannot be made. ConfigError: the store cannot be used.
     """
-    from .errors import OutputError
-    from .jobs.store import JobStore
+    from ..errors import OutputError
+    from ..jobs.store import JobStore
 
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -164,9 +157,9 @@ def _cluster_factory(args: argparse.Namespace) -> Any:
         return None
 
     def make(runtime: RuntimeConfig) -> Any:
-        from .distributed.cluster import ClusterRunner
-        from .distributed.ray_executor import RayExecutor
-        from .distributed.segment import WorkerSettings
+        from ..distributed.cluster import ClusterRunner
+        from ..distributed.ray_executor import RayExecutor
+        from ..distributed.segment import WorkerSettings
 
         executor = RayExecutor(address=args.ray, workers=args.ray_workers, cpus_per_worker=2.0,
                                settings=WorkerSettings(runtime=runtime))

@@ -18,14 +18,21 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import RuntimeConfig
-from .errors import ConfigError
+from ..config import RuntimeConfig
+from ..errors import ConfigError
+from .options import (
+    add_progress_option,
+    add_runtime_options,
+    add_swap_options,
+    add_video_options,
+    show_progress,
+    swap_config_from_args,
+    video_config_from_args,
+)
 
 
 def register(subparsers: Any) -> None:
     """Add ``batch`` (with the swap, video and runtime options) to an ``argparse`` sub-parser collection."""
-    from .cli import add_progress_option, add_runtime_options, add_swap_options, add_video_options  # cli imports us
-
     p = subparsers.add_parser(
         "batch",
         help="swap many videos (or long ones) on a local process pool or a Ray cluster",
@@ -80,10 +87,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None = None) -> int:
     """Run the batch; print one line per job and a summary (see the module's docs)."""
-    from .cli import _show_progress, swap_config_from_args, video_config_from_args
-    from .distributed.batch import BatchDriver, BatchOptions
-    from .distributed.inputs import read_batch
-    from .distributed.segment import WorkerSettings
+    from ..distributed.batch import BatchDriver, BatchOptions
+    from ..distributed.inputs import read_batch
+    from ..distributed.segment import WorkerSettings
 
     stream = out if out is not None else sys.stdout
     if args.workers < 0:
@@ -100,7 +106,7 @@ def run(args: argparse.Namespace, runtime: RuntimeConfig, *, out: TextIO | None 
     settings = WorkerSettings(runtime=runtime)
     executor = _executor(args, settings)
     try:
-        driver = BatchDriver(executor, options, progress=_show_progress(args.progress, quiet=args.quiet))
+        driver = BatchDriver(executor, options, progress=show_progress(args.progress, quiet=args.quiet))
         report = driver.run(jobs)
     finally:
         executor.close()
@@ -130,13 +136,13 @@ def _absolute(job: Any) -> Any:
 
 def _executor(args: argparse.Namespace, settings: Any) -> Any:
     if args.ray is None:
-        from .distributed.local import LocalExecutor, default_workers
+        from ..distributed.local import LocalExecutor, default_workers
 
         if args.gpus_per_worker is not None or args.cpus_per_worker is not None:
             raise ConfigError("--gpus-per-worker and --cpus-per-worker are for --ray")
         return LocalExecutor(workers=args.workers or default_workers(), settings=settings,
                              max_restarts=args.max_restarts, max_task_retries=args.max_task_retries)
-    from .distributed.ray_executor import RayExecutor
+    from ..distributed.ray_executor import RayExecutor
 
     return RayExecutor(address=args.ray, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                        cpus_per_worker=args.cpus_per_worker or 2.0, max_restarts=args.max_restarts,
