@@ -25,8 +25,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 6,
 }
 #: front ends and the job core: never imported by the engine
-FRONT_ENDS = {"cli", "commands", "cli_models", "cli_jobs", "cli_serve", "cli_live", "cli_batch", "server", "bench",
-              "live", "distributed"}
+FRONT_ENDS = {"cli", "server", "bench", "live", "distributed"}
 ABOVE = {"api", "jobs", *FRONT_ENDS}
 
 
