@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 from swapline.blend.paste import paste_back
 from swapline.enhance.face_enhancer import FaceEnhancer, crop_box_in_frame
 from swapline.face.align import warp_to_template
-from swapline.models.catalog import ModelSpec, UrlSource
+from swapline.models.catalog import ArchiveSource, ModelSpec, UrlSource
 from swapline.models.enhance_catalog import (
     ENHANCERS,
     MASKERS,
@@ -218,11 +218,19 @@ def test_catalogue_names_sizes_licences_and_urls() -> None:
     for table in (ENHANCERS, MASKERS):
         for name, e in table.items():
             assert e.name == name and e.licence and e.licence != "unknown"
-            assert e.approx_mb > 1 and e.url.startswith("https://") and e.url.endswith(e.file_name)
-            if e.model is not None:
+            assert e.approx_mb > 1 and e.url.startswith("https://")
+            archive = e.model is not None and isinstance(e.model.sources[0], ArchiveSource)
+            if archive:  # a member of a source archive, converted: the runnable file is file_name
                 m: ModelSpec = e.model
+                (src,) = m.sources
+                assert src.project in e.url and src.member.endswith("/" + m.file_name) and len(src.sha256) == 64
+                assert m.convert and m.runnable_name == e.file_name
+            else:
+                assert e.url.endswith(e.file_name)
+            if e.model is not None:
+                m = e.model
                 assert m.size > 1_000_000 and m.licence == e.licence and len(m.sha256) == 64
-                assert m.sources == (UrlSource(e.url),) and m.file_name == e.file_name
+                assert archive or (m.sources == (UrlSource(e.url),) and m.file_name == e.file_name)
                 assert m.input_size == (e.size, e.size) and m.template == e.template
     assert ENHANCERS["codeformer"].weight_inputs and not ENHANCERS["gfpgan_1.4"].weight_inputs
     assert ENHANCERS["gpen_bfr_256"].size == 256

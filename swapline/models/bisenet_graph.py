@@ -14,11 +14,14 @@ Input ``input`` ``(N, 3, S, S) float32`` (RGB, /255, ImageNet mean/std); output 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ModelError
+from .torch_checkpoint import state_dict
 
 CLASSES = 19
 BN_EPS = 1e-5
@@ -151,3 +154,9 @@ def bisenet_onnx(state: dict[str, np.ndarray], size: int = 512) -> onnx.ModelPro
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def checkpoint_to_onnx(src: Path | str, dst: Path | str) -> None:
+    """The conversion step ``bisenet_to_onnx``: a face-parsing checkpoint (``torch.save`` of the
+    state dict) to the ONNX graph of :func:`bisenet_onnx` at 512 px, written to ``dst``."""
+    Path(dst).write_bytes(bisenet_onnx(state_dict(src)).SerializeToString())

