@@ -231,8 +231,11 @@ def archive_url(source: ArchiveSource, index: str, *, timeout_s: float) -> str:
         raise SourceFailed(f"cannot read the package index {page}: {getattr(exc, 'reason', exc)}",
                            network=True) from exc
     if "json" in kind:
-        files = json.loads(body).get("files", [])
-        links = [(f.get("url", ""), (f.get("hashes") or {}).get("sha256", "")) for f in files]
+        try:
+            files = json.loads(body).get("files", [])
+            links = [(str(f.get("url", "")), str((f.get("hashes") or {}).get("sha256", ""))) for f in files]
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise SourceFailed(f"the package index {page} gave a page swapline cannot read: {exc}") from exc
     else:
         parser = _Links()
         parser.feed(body)
