@@ -34,7 +34,7 @@ def main() -> int:
         return 1
     read = lambda name: cv2.imread(str(MEDIA / name))  # noqa: E731
     with Session() as session:
-        source = session.load_source(read("src_biden.jpg"))
+        source = read("src_biden.jpg")
         portrait = read("src_obama.jpg")
         face = session.analyse(portrait)[0]
         rows = measure(session, source, {

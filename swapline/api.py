@@ -133,7 +133,7 @@ class Session:
         Raises:
             NoFaceError: an image has no face.
         """
-        return load_source(self.analyser, sources, self.config)
+        return load_source(self.analyser, sources, self.config, self.models.parser(self.config))
 
     def swap(self, source: SourceFace, target: ImageLike, config: SwapConfig | None = None, *,
              reference: np.ndarray | None = None) -> SwapResult:

@@ -85,8 +85,9 @@ def test_a_hard_edge_at_the_oval_raises_the_edge_ratio(regions) -> None:  # noqa
 def test_cases_and_variants_are_data() -> None:
     names = [c.name for c in CASES]
     assert len(names) == len(set(names)) and set(QUICK) <= set(names)
-    assert {c.kind for c in CASES} == {"pair", "hard-target", "hard-source", "video"}
-    assert list(VARIANTS)[:1] == ["before"] and {"after", "poisson"} <= set(VARIANTS)
+    assert {c.kind for c in CASES} == {"pair", "hard-target", "hard-source", "video", "group"}
+    assert list(VARIANTS)[:1] == ["before"] and {"colour", "after", "poisson"} <= set(VARIANTS)
+    assert not VARIANTS["colour"].face_parsing and VARIANTS["after"].face_parsing  # with and without the parser
     assert [c.name for c in select_cases(quick=True)] == list(QUICK)
     with pytest.raises(KeyError):
         select_cases(names=["nobody→nowhere"])

@@ -70,7 +70,7 @@ def test_bad_array_is_rejected(session) -> None:  # noqa: ANN001
 def test_session_reports_stage_times(session) -> None:  # noqa: ANN001
     source = session.load_source(read("src_obama.jpg"))
     result = session.swap(source, read("src_biden.jpg"))
-    assert set(result.times_ms) == {"detect", "mesh", "track", "swap", "blend"}  # one face: no identity needed
+    assert set(result.times_ms) == {"detect", "mesh", "track", "parse", "swap", "blend"}  # one face: no identity needed
     assert all(v > 0 for v in result.times_ms.values())
     group = session.swap(source, read("multi_two_people_obama_biden.jpg"))
     assert "embed" in group.times_ms  # the reference face has to be told from the other

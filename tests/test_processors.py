@@ -59,7 +59,8 @@ def test_every_kind_is_data_that_points_at_the_catalogue() -> None:
         assert kind.specs, kind.name
         assert kind.option is None or kind.option in fields, kind.name
         assert kind.mask_type is None or kind.mask_type in MASK_TYPES, kind.name
-        assert (kind.stage == "mask") == (kind.mask_type is not None), kind.name
+        assert kind.stage != "mask" or kind.mask_type is not None, kind.name
+        assert kind.mask_type is None or kind.stage in ("mask", "parse"), kind.name  # the parse gives the region mask
         assert (kind.stage == "retouch") == (kind.apply is not None), kind.name
         for spec in kind.specs.values():  # one catalogue entry per model: fetched or --model-dir
             assert spec.name in known, (kind.name, spec.name)
@@ -71,11 +72,12 @@ def test_every_kind_is_data_that_points_at_the_catalogue() -> None:
 
 def test_model_names_come_from_the_config() -> None:
     cfg = SwapConfig()
-    assert [k.model_name(cfg) for k in (SWAPPER, ENHANCER, OCCLUDER, PARSER)] == [None] * 4
+    assert [k.model_name(cfg) for k in (SWAPPER, ENHANCER, OCCLUDER, PARSER)] == [None, None, None, "bisenet_resnet_18"]
+    assert PARSER.model_name(SwapConfig(face_parsing=False)) is None  # the colour model instead
     cfg = SwapConfig(face_swapper_model="inswapper_128", face_enhancer_model="codeformer",
-                     face_mask_types=("oval", "region"))
+                     face_mask_types=("oval", "region"), face_parsing=False, face_parser_model="bisenet_resnet_34")
     assert SWAPPER.model_name(cfg) == "inswapper_128" and ENHANCER.model_name(cfg) == "codeformer"
-    assert OCCLUDER.model_name(cfg) is None and PARSER.model_name(cfg) == "bisenet_resnet_34"
+    assert OCCLUDER.model_name(cfg) is None and PARSER.model_name(cfg) == "bisenet_resnet_34"  # the region mask asks
     with pytest.raises(ConfigError, match="unknown face swapper 'x'; choose from builtin, inswapper_128"):
         SWAPPER.spec("x")
     with pytest.raises(ConfigError, match="unknown occlusion mask model 'bisenet_resnet_34'; choose from xseg"):
@@ -86,8 +88,9 @@ def test_what_the_device_path_cannot_run_comes_from_the_table() -> None:
     models = {"parser": object(), "enhancer": object(), "occluder": object()}
     p = Processors(models=models, device="cuda:0")
     assert [k.name for k, _ in p.loaded()] == ["enhancer", "occluder", "parser"]  # table order
-    assert [k.name for k, _ in p.loaded("mask")] == ["occluder", "parser"]
-    assert p.off_device() == ["a face enhancer", "an occlusion mask model", "a region mask model"]
+    assert [k.name for k, _ in p.loaded("mask")] == ["occluder"]
+    assert [k.name for k, _ in p.loaded("parse")] == ["parser"]
+    assert p.off_device() == ["a face enhancer", "an occlusion mask model", "a face parser"]
     assert p.get("parser") is models["parser"] and p.get("swapper") is None
     assert frame_path(SwapConfig(), p) == "numpy"
     assert Processors(device="cuda:0").off_device() == []
@@ -134,14 +137,15 @@ def test_processors_are_loaded_once_by_kind_model_and_variant(loader: TinyProces
     first = loader.processors(cfg)
     assert first.swapper is None and first.source_input is None and first.device is None
     assert list(first.models) == ["enhancer", "occluder", "parser"]
-    assert loader.opened == ["gfpgan_1.4", "xseg", "bisenet_resnet_34"]
+    assert loader.opened == ["gfpgan_1.4", "xseg", "bisenet_resnet_18"]
     assert first.models["enhancer"].runner.max_batch == MAX_BATCH  # from the engine
     again = loader.processors(cfg)
     assert all(again.models[k] is first.models[k] for k in first.models) and len(loader.opened) == 3
     fewer = loader.processors(dataclasses.replace(cfg, face_mask_regions=("skin",)))
-    assert fewer.models["parser"] is not first.models["parser"]  # regions are part of its key
+    assert fewer.models["parser"] is first.models["parser"]  # one parse serves every choice of regions
     assert fewer.models["occluder"] is first.models["occluder"]
-    assert fewer.models["parser"].regions == ("skin",)
+    other = loader.processors(dataclasses.replace(cfg, face_parser_model="bisenet_resnet_34"))
+    assert other.models["parser"] is not first.models["parser"]
     loader.clear()
     assert loader.processors(cfg).models["enhancer"] is not first.models["enhancer"]
 
@@ -149,7 +153,7 @@ def test_processors_are_loaded_once_by_kind_model_and_variant(loader: TinyProces
 def test_unknown_models_are_config_errors(loader: TinyProcessors) -> None:
     with pytest.raises(ConfigError, match="unknown face enhancer 'nope'"):
         loader.processors(SwapConfig(face_enhancer_model="nope"))
-    with pytest.raises(ConfigError, match="unknown region mask model 'xseg'"):
+    with pytest.raises(ConfigError, match="unknown face parser 'xseg'"):
         loader.processors(SwapConfig(face_mask_types=("region",), face_parser_model="xseg"))
     assert loader.opened == []
 
@@ -250,7 +254,7 @@ def test_session_parts_share_one_engine(tmp_path: Path) -> None:
     with Session(runtime=RuntimeConfig(home=tmp_path), device_path=CPU) as s:
         assert s.models.engine is s.engine and s.factory is s.engine.factory
         assert s.processors(SwapConfig()).device is None
-        assert s.processors(SwapConfig()).models == {}
+        assert s.processors(SwapConfig(face_parsing=False)).models == {}
 
 
 # ---------------------------------------------------------------------------- the whole catalogue

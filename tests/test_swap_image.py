@@ -31,7 +31,9 @@ TARGETS = {
     "src_astronaut_eileen_collins.png": "collins",
 }
 PAIRS = [(s, t) for s in SOURCES for t in TARGETS if SOURCES[s] != TARGETS[t]]
-MIN_MARGIN = 0.10
+# the target's light and skin tone cost identity (issue 21 allows the mean margin to fall to 0.25
+# on the quality benchmark, every pair staying closer to its source): measured 0.085-0.33 here
+MIN_MARGIN = 0.05
 MIN_SOURCE_COSINE = 0.50
 MAX_MESH_ERROR = 0.06  # mean landmark distance / face width; measured 0.014–0.029
 
@@ -124,12 +126,12 @@ def test_every_option_still_moves_identity(session, sources, target_identity, op
 
 def test_area_mask_limits_the_change(session, sources) -> None:  # noqa: ANN001
     """Only the mouth area (and no reshaping): the eyes of the target stay as they were. (Without
-    relighting, which would give the source's lips much of the target's lip colour and hide the
-    change this test looks for.)"""
+    relighting or light matching, which would give the source's lips much of the target's lip
+    colour and hide the change this test looks for.)"""
     target = read("src_biden.jpg")
     result = session.swap(sources["src_obama.jpg"], target,
                           SwapConfig(face_mask_types=("area",), face_mask_areas=("mouth",), face_shape_weight=0.0,
-                                     relight=0.0))
+                                     relight=0.0, light_match=0.0))
     mesh = result.swapped[0].mesh
     eye = np.round(mesh[[33, 133, 263, 362], :2].mean(0)).astype(int)
     mouth = np.round(mesh[[13, 14], :2].mean(0)).astype(int)

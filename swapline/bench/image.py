@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import time
 from pathlib import Path
 
 import cv2
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from ..api import Session
     from ..swap.mesh import SourceFace
 
-STAGES = ("detect", "mesh", "embed", "swap", "blend")
+STAGES = ("detect", "mesh", "embed", "parse", "swap", "blend")
 FACE_PX = 400  # face width in the 1080p frame
 
 
@@ -58,22 +59,29 @@ VARIANTS: dict[str, SwapConfig] = {
     "occluders": SwapConfig(keep_occluders=True),
     "old-default": SwapConfig(source_validity=False, relight=0.0, blend="alpha"),
     "no-detail": SwapConfig(detail_match=False),
+    "no-parser": SwapConfig(face_parsing=False),
 }
 
 
-def measure(session: "Session", source: "SourceFace", cases: dict[str, np.ndarray],
+def measure(session: "Session", source_image: np.ndarray, cases: dict[str, np.ndarray],
             variants: dict[str, SwapConfig], repeat: int) -> dict[str, dict[str, object]]:
     """Median per-stage milliseconds of ``session.swap`` for each frame and variant (and the
-    best swap + blend), the variants interleaved round by round.
+    best swap + blend), the variants interleaved round by round; ``source``: preparing the
+    source from ``source_image`` as the variant does (analysis, parse, validity), timed once per
+    round; ``photo``: source + the target's stages, the whole of a one-photo job once models are
+    loaded.
 
     One warm-up run per case and variant is not counted. Returns ``{"<case> <variant>": {"face_px", "faces",
     "ms": {stage: ms}}}``.
     """
+    from ..pipeline.source import load_source
+
+    def prepare(cfg: SwapConfig) -> "SourceFace":
+        return load_source(session.analyser, [source_image], cfg, session.models.parser(cfg))
+
     rows: dict[str, dict[str, object]] = {}
     for case, frame in cases.items():
-        # the source as each variant prepares it (validity is judged when a source is made)
-        sources = {v: source if source.validity == cfg.source_validity
-                   else dataclasses.replace(source, validity=cfg.source_validity) for v, cfg in variants.items()}
+        sources = {v: prepare(cfg) for v, cfg in variants.items()}  # the source as each variant makes it
         for vname, cfg in variants.items():
             session.swap(sources[vname], frame, cfg)  # warm-up
         # rounds interleave the variants, so a noisy spell on the machine hits them alike; keep
@@ -83,8 +91,11 @@ def measure(session: "Session", source: "SourceFace", cases: dict[str, np.ndarra
         swapped: dict[str, tuple] = {}
         for _ in range(repeat):
             for vname, cfg in variants.items():
+                started = time.perf_counter()
+                prepare(cfg)
+                made = (time.perf_counter() - started) * 1000.0
                 result = session.swap(sources[vname], frame, cfg)
-                times[vname].append(result.times_ms)
+                times[vname].append({**result.times_ms, "source": made})
                 swapped[vname] = result.swapped
                 del result
         for vname in variants:
@@ -92,6 +103,8 @@ def measure(session: "Session", source: "SourceFace", cases: dict[str, np.ndarra
             med["analysis"] = med["detect"] + med["mesh"]
             med["swap+blend"] = med["swap"] + med["blend"]
             med["total"] = sum(med[s] for s in STAGES)
+            med["source"] = float(np.median([t["source"] for t in times[vname]]))
+            med["photo"] = float(np.median([t["source"] + sum(t.get(s, 0.0) for s in STAGES) for t in times[vname]]))
             med["best swap+blend"] = float(min(t.get("swap", 0.0) + t.get("blend", 0.0) for t in times[vname]))
             rows[f"{case} {vname}"] = {
                 "face_px": round(max(f.width for f in swapped[vname])) if swapped[vname] else 0,
@@ -113,7 +126,6 @@ def bench_image(runtime: RuntimeConfig, repeat: int = 20) -> dict[str, object]:
 
     astronaut, hopper = demo_portraits()
     with Session(SwapConfig(), runtime) as session:
-        source = session.load_source(astronaut)
         face = session.analyse(hopper)[0]
         cases = {}
         for name, (w, h) in {"720p": (1280, 720), "1080p": (1920, 1080)}.items():
@@ -122,22 +134,25 @@ def bench_image(runtime: RuntimeConfig, repeat: int = 20) -> dict[str, object]:
             # the detector's box does not scale exactly with the image: correct once
             found = session.analyse(portrait_frame(hopper, w, h, scale, face.center))[0]
             cases[name] = portrait_frame(hopper, w, h, scale * goal / found.width, face.center)
-        variants = {k: VARIANTS[k] for k in ("default", "old-default", "poisson")}
-        rows = measure(session, source, {"720p": cases["720p"]}, variants, repeat)
-        rows |= measure(session, source, {"1080p": cases["1080p"]}, VARIANTS, repeat)
+        variants = {k: VARIANTS[k] for k in ("default", "no-parser", "old-default", "poisson")}
+        rows = measure(session, astronaut, {"720p": cases["720p"]}, variants, repeat)
+        rows |= measure(session, astronaut, {"1080p": cases["1080p"]}, VARIANTS, repeat)
     return {"machine": machine(), "cases": rows, "config": dataclasses.asdict(SwapConfig())}
 
 
 def format_report(report: dict[str, object]) -> str:
     """A plain table of the figures."""
-    cols = ["detect", "mesh", "embed", "swap", "blend", "analysis", "swap+blend", "best swap+blend", "total"]
+    cols = ["detect", "mesh", "embed", "parse", "swap", "blend", "analysis", "swap+blend", "best swap+blend", "total",
+            "source", "photo"]
     heads = [c.replace("best swap+blend", "best s+b") for c in cols]
     lines = [f"machine: {report['machine']}", f"{'case':<22}{'face':>6}" + "".join(f"{c:>11}" for c in heads)]
     for name, row in report["cases"].items():  # type: ignore[union-attr]
         lines.append(f"{name:<22}{row['face_px']:>5}p" + "".join(f"{row['ms'][c]:>11.2f}" for c in cols))
     lines.append("(ms per frame, median over rounds that interleave the variants; best s+b: the fastest "
                  "swap + blend; swap and blend are summed over the frame's swapped faces; analysis = detect "
-                 "+ mesh; embed is only needed for reference selection)")
+                 "+ mesh; embed is only needed for reference selection; parse: the face parser on the target; "
+                 "total: the target's stages; source: preparing the source photo; photo: source + total, a "
+                 "one-photo job with the models loaded)")
     return "\n".join(lines)
 
 

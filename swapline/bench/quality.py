@@ -12,7 +12,10 @@ of :data:`VARIANTS` and measures, against the target:
   within ±2 % of the face width of the oval's boundary (1.0: no new edge);
 - background: PSNR of the result against the target over the pixels farther than 25 % of the
   face width outside the oval (99 dB when identical), and the largest absolute difference there;
-- ms per face: ``times_ms["swap"] + times_ms["blend"]`` per swapped face.
+- skin tone: CIELAB distance (ΔE 1976) between the mean colour of the result's and of the
+  target's skin, over the pixels of the target's face that the face parser classes as skin in
+  both (NaN without the parser); ``skin_dl`` the difference in L*;
+- ms per face: ``times_ms`` of swap, blend and parse per swapped face.
 
 The face width is the x extent of the target's oval polygon. The regions are the target's (the
 same for every variant). A contact sheet shows, per case, the source, the target and the
@@ -37,6 +40,7 @@ import cv2
 import numpy as np
 
 from ..blend.masks import polygon_mask
+from ..blend.parsing import SKIN
 from ..config import RuntimeConfig, SwapConfig
 from ..face import mesh_topology as topo
 from ..face.recognize import cosine
@@ -50,20 +54,28 @@ if TYPE_CHECKING:
 MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
 
 # -- variants (rows of the table) ------------------------------------------------------------
-BEFORE = SwapConfig(source_validity=False, keep_occluders=False, relight=0.0, blend="alpha")
+BEFORE = SwapConfig(source_validity=False, keep_occluders=False, relight=0.0, blend="alpha", face_parsing=False)
+COLOUR = SwapConfig(face_parsing=False)  # today's defaults without the face parser (the colour skin model)
 VARIANTS: dict[str, SwapConfig] = {
-    "before": BEFORE,  # the old default
+    "before": BEFORE,  # the first default
     "+validity": dataclasses.replace(BEFORE, source_validity=True),
     "+occluders": dataclasses.replace(BEFORE, keep_occluders=True),
     "+relight": dataclasses.replace(BEFORE, relight=1.0),
     "+multiband": dataclasses.replace(BEFORE, blend="multiband"),
-    "after": SwapConfig(),  # the current defaults
+    "colour": COLOUR,
+    "after": SwapConfig(),  # the current defaults (the face parser on)
+    "relight-0": SwapConfig(relight=0.0),
+    "relight-0.6": SwapConfig(relight=0.6),
+    "relight-1": SwapConfig(relight=1.0),
+    "light-match-0": SwapConfig(light_match=0.0),
+    "light-match-1": SwapConfig(light_match=1.0),
     "poisson": SwapConfig(blend="poisson"),
 }
-SHEET_VARIANTS: tuple[str, ...] = ("before", "after")
+SHEET_VARIANTS: tuple[str, ...] = ("colour", "after")
 
 # -- targets printed beside the table ----------------------------------------------------------
 LIGHTING_TARGET = 0.90
+SKIN_TONE_TARGET = 4.0  # ΔE of the mean skin colour, on every face
 BACKGROUND_TARGET_DB = 45.0
 MARGIN_SLACK = 0.05  # identity margin may be at most this much below the "before" row's
 
@@ -87,7 +99,7 @@ class Case:
 
     ``source`` and ``target`` are file names in the media folder; ``frame`` is the frame index
     when ``target`` is a video. ``kind``: ``pair`` (press photos of two people), ``hard-target``,
-    ``hard-source`` or ``video``.
+    ``hard-source``, ``video`` or ``group`` (every face swapped; skin tone judged on each).
     """
 
     name: str
@@ -129,6 +141,8 @@ CASES: tuple[Case, ...] = (
     # (c) video frames spread over the clips (587 and 448 frames)
     *(_pair("src_astronaut_eileen_collins.png", D9, "video", i) for i in (98, 293, 489)),
     *(_pair("src_obama.jpg", D10, "video", i) for i in (75, 224, 373)),
+    # (d) a group in warm indoor light, small faces (60-130 px): every face swapped and judged
+    _pair("src_biden.jpg", "multi_t1_group6.jpg", "group"),
 )
 QUICK: tuple[str, ...] = ("obama→biden", "obama→curls_glasses", "curls_glasses→biden", "collins→d9#293")
 
@@ -280,10 +294,11 @@ class _Prepared:
     case: Case
     source_image: np.ndarray
     target: np.ndarray
-    source: "SourceFace"
+    sources: dict[tuple[bool, bool], "SourceFace"]  # by (face_parsing, source_validity), shared per source file
     source_face: "Face"
     target_face: "Face"
     regions: FaceRegions
+    target_skins: list[tuple["Face", np.ndarray]] = field(default_factory=list)  # faces judged for skin tone
     tiles: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -332,9 +347,9 @@ def _prepare(session: "Session", case: Case, media: Path, frames: dict[tuple[str
     if case.source not in sources:
         image = read_image(media / case.source, "source")
         face = _main_face(session.analyse(image))
-        sources[case.source] = (image, face, session.load_source([image]) if face is not None else None)
-    source_image, source_face, source = sources[case.source]
-    if source_face is None or source is None:
+        sources[case.source] = (image, face, {})
+    source_image, source_face, made = sources[case.source]
+    if source_face is None:
         return f"no face in the source {case.source}"
     if case.frame is None:
         target = read_image(media / case.target, "target")
@@ -345,16 +360,58 @@ def _prepare(session: "Session", case: Case, media: Path, frames: dict[tuple[str
     target_face = _main_face(session.analyse(target))
     if target_face is None or target_face.mesh is None:
         return f"no face in the target {case.target}" + (f" frame {case.frame}" if case.frame is not None else "")
-    return _Prepared(case, source_image, target, source, source_face, target_face,
-                     regions_for_face(target.shape, target_face.mesh))
+    regions = regions_for_face(target.shape, target_face.mesh)
+    judged = [target_face]
+    if case.kind == "group":  # every face is swapped, every face is judged
+        judged = [f for f in session.analyse(target) if f.mesh is not None]
+    skins = []
+    for face in judged:
+        skin = skin_pixels(session, target, face, regions_for_face(target.shape, face.mesh))
+        if skin is not None:
+            skins.append((face, skin))
+    return _Prepared(case, source_image, target, made, source_face, target_face, regions, target_skins=skins)
+
+
+def skin_pixels(session: "Session", image: np.ndarray, face: "Face", regions: FaceRegions) -> np.ndarray | None:
+    """``(H, W) bool``: the face parser's skin class on ``face`` of ``image``, inside
+    ``regions.face`` (None without a parser)."""
+    parser = session.models.parser(SwapConfig())
+    if parser is None:
+        return None
+    parse = parser.parse(image, [face])[0]
+    return (parse.mask((SKIN,), image.shape[:2]) > 0.5) & regions.face
+
+
+def skin_tone(result: np.ndarray, target: np.ndarray, skin: np.ndarray) -> tuple[float, float]:
+    """``(ΔE, ΔL*)``: CIELAB distance between the mean colours of ``result`` and ``target``
+    ``(H, W, 3) uint8`` BGR over ``skin`` ``(H, W) bool``, and the difference in L* (result minus
+    target). NaN with fewer than 32 pixels."""
+    if skin.sum() < 32:
+        return float("nan"), float("nan")
+    def mean_lab(image: np.ndarray) -> np.ndarray:
+        px = image[skin].reshape(-1, 1, 3).astype(np.float32) / np.float32(255.0)
+        return cv2.cvtColor(px, cv2.COLOR_BGR2LAB).reshape(-1, 3).astype(np.float64).mean(0)
+    a, b = mean_lab(result), mean_lab(target)
+    return float(np.linalg.norm(a - b)), float(a[0] - b[0])
+
+
+def source_for(session: "Session", prep: _Prepared, cfg: SwapConfig) -> "SourceFace":
+    """The source prepared as ``cfg`` asks (with or without the parser, validity on or off),
+    made once per source file and kind."""
+    from ..pipeline.source import load_source
+
+    key = (cfg.face_parsing, cfg.source_validity)
+    if key not in prep.sources:
+        prep.sources[key] = load_source(session.analyser, [prep.source_image], cfg, session.models.parser(cfg))
+    return prep.sources[key]
 
 
 def measure_case(session: "Session", prep: _Prepared, cfg: SwapConfig) -> dict[str, Any]:
     """Swap one case with ``cfg`` and measure it. Returns the metrics (floats; NaN where not
     measurable) and the result image under ``"image"`` ``(H, W, 3) uint8``."""
-    source = prep.source
-    if source.validity != cfg.source_validity:  # the texture is judged when the source is made
-        source = dataclasses.replace(source, validity=cfg.source_validity)
+    source = source_for(session, prep, cfg)
+    if prep.case.kind == "group":
+        cfg = dataclasses.replace(cfg, face_selector_mode="many")
     r = session.swap(source, prep.target, cfg)
     out = _main_face(session.analyse(r.image))
     src_e, tgt_e = prep.source_face.embedding, prep.target_face.embedding
@@ -363,6 +420,13 @@ def measure_case(session: "Session", prep: _Prepared, cfg: SwapConfig) -> dict[s
     to_tgt = cosine(out.embedding, tgt_e) if out is not None and out.embedding is not None and tgt_e is not None else nan
     psnr, peak = background_psnr(r.image, prep.target, prep.regions)
     faces = max(1, len(r.swapped))
+    tone, tone_l = float("nan"), float("nan")
+    for face, skin in prep.target_skins:  # the worst face; the result parsed where the target's face is
+        both = skin_pixels(session, r.image, face, regions_for_face(r.image.shape, face.mesh))
+        if both is not None:
+            de, dl = skin_tone(r.image, prep.target, both & skin)
+            if not math.isfinite(tone) or de > tone:
+                tone, tone_l = de, dl
     return {
         "swapped": len(r.swapped),
         "cos_source": to_src,
@@ -374,12 +438,15 @@ def measure_case(session: "Session", prep: _Prepared, cfg: SwapConfig) -> dict[s
         "edge": edge_ratio(r.image, prep.target, prep.regions),
         "bg_psnr": psnr,
         "bg_max": peak,
-        "ms": (r.times_ms.get("swap", 0.0) + r.times_ms.get("blend", 0.0)) / faces,
+        "skin_de": tone,
+        "skin_dl": tone_l,
+        "ms": sum(r.times_ms.get(k, 0.0) for k in ("swap", "blend", "parse")) / faces,
         "image": r.image,
     }
 
 
-METRICS = ("cos_source", "cos_target", "margin", "lighting", "lighting_wide", "edge", "bg_psnr", "bg_max", "ms")
+METRICS = ("cos_source", "cos_target", "margin", "lighting", "lighting_wide", "edge", "bg_psnr", "bg_max",
+           "skin_de", "skin_de_max", "skin_dl", "ms")
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -390,10 +457,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for key in METRICS:
-        v = values(key)
+        v = values("skin_de" if key == "skin_de_max" else key)
         if len(v) == 0:
             out[key] = float("nan")
-        elif key == "bg_max":
+        elif key in ("bg_max", "skin_de_max"):
             out[key] = float(v.max())
         elif key == "ms":
             out[key] = float(np.median(v))
@@ -421,7 +488,7 @@ def bench_quality(session: "Session", cases: Sequence[Case], variants: dict[str,
     for video in sorted({c.target for c in cases if c.frame is not None}):
         got = read_video_frames(media / video, [c.frame for c in cases if c.target == video and c.frame is not None])
         frames.update({(video, i): f for i, f in got.items()})
-    sources: dict[str, tuple[np.ndarray, Face | None, SourceFace | None]] = {}
+    sources: dict[str, tuple[np.ndarray, Face | None, dict[tuple[bool, bool], SourceFace]]] = {}
     prepared: list[_Prepared] = []
     skipped: dict[str, str] = {}
     for case in cases:
@@ -432,7 +499,8 @@ def bench_quality(session: "Session", cases: Sequence[Case], variants: dict[str,
             prepared.append(prep)
     if prepared:  # warm-up, not counted (first-call costs would be timed as swap work)
         try:
-            session.swap(prepared[0].source, prepared[0].target, next(iter(variants.values())))
+            cfg0 = next(iter(variants.values()))
+            session.swap(source_for(session, prepared[0], cfg0), prepared[0].target, cfg0)
         except Exception:  # noqa: BLE001, S110 - reported per variant below
             pass
     per_case: list[dict[str, Any]] = []
@@ -462,7 +530,8 @@ def bench_quality(session: "Session", cases: Sequence[Case], variants: dict[str,
         "cases": per_case,
         "skipped": skipped,
         "means": {v: _summary(rows) for v, rows in by_variant.items()},
-        "targets": {"lighting": LIGHTING_TARGET, "bg_psnr": BACKGROUND_TARGET_DB, "margin_slack": MARGIN_SLACK},
+        "targets": {"lighting": LIGHTING_TARGET, "bg_psnr": BACKGROUND_TARGET_DB, "margin_slack": MARGIN_SLACK,
+                    "skin_de": SKIN_TONE_TARGET},
         "seconds": round(time.perf_counter() - started, 1),
     }
     sheet = contact_sheet(prepared, sheet_variants) if prepared else None
@@ -509,6 +578,7 @@ def _meets(row: dict[str, float], before: dict[str, float] | None) -> str:
     marks = [
         "L" if row["lighting"] >= LIGHTING_TARGET else "-",
         "B" if row["bg_psnr"] >= BACKGROUND_TARGET_DB else "-",
+        "T" if math.isfinite(row.get("skin_de_max", float("nan"))) and row["skin_de_max"] <= SKIN_TONE_TARGET else "-",
         "I" if before is None or not math.isfinite(before["margin"])
         or row["margin"] >= before["margin"] - MARGIN_SLACK else "-",
     ]
@@ -516,14 +586,17 @@ def _meets(row: dict[str, float], before: dict[str, float] | None) -> str:
 
 
 _HEAD = (f"{'':<24}{'cos src':>8}{'cos tgt':>8}{'margin':>8}{'light':>7}{'light.2':>8}{'edge':>7}{'bg dB':>7}"
-         f"{'bg max':>7}{'ms':>7}")
+         f"{'bg max':>7}{'ΔE':>6}{'ΔE max':>7}{'ΔL':>6}{'ms':>7}")
 
 
 def _line(name: str, m: dict[str, Any]) -> str:
     return (f"{name:<24}{_fmt(m['cos_source'], '.3f'):>8}{_fmt(m['cos_target'], '.3f'):>8}"
             f"{_fmt(m['margin'], '+.3f'):>8}{_fmt(m['lighting'], '.3f'):>7}{_fmt(m.get('lighting_wide', float('nan')), '.3f'):>8}"
             f"{_fmt(m['edge'], '.2f'):>7}"
-            f"{_fmt(m['bg_psnr'], '.1f'):>7}{_fmt(float(m['bg_max']), '.0f'):>7}{_fmt(m['ms'], '.1f'):>7}")
+            f"{_fmt(m['bg_psnr'], '.1f'):>7}{_fmt(float(m['bg_max']), '.0f'):>7}"
+            f"{_fmt(m.get('skin_de', float('nan')), '.1f'):>6}"
+            f"{_fmt(m.get('skin_de_max', m.get('skin_de', float('nan'))), '.1f'):>7}"
+            f"{_fmt(m.get('skin_dl', float('nan')), '+.1f'):>6}{_fmt(m['ms'], '.1f'):>7}")
 
 
 def format_quality(report: dict[str, Any], verbose: bool = False) -> str:
@@ -547,13 +620,15 @@ def format_quality(report: dict[str, Any], verbose: bool = False) -> str:
         extra = f"  ({failed} failed)" if failed else ""
         lines.append(_line(v, m) + f"  {_meets(m, before)}{extra}")
     lines.append(f"targets: L lighting ≥ {LIGHTING_TARGET:.2f}, B background ≥ {BACKGROUND_TARGET_DB:.0f} dB, "
+                 f"T skin ΔE ≤ {SKIN_TONE_TARGET:.0f} on every face, "
                  f"I margin ≥ before's − {MARGIN_SLACK:.2f} ('-' = missed)")
     lines.append("cos src/tgt: SFace cosine of the output's face to the source's / target's; margin = "
                  "their difference; light: Pearson r of low-pass luminance over the face (sigma 0.08 of the "
                  "face width; light.2: sigma 0.2, the scale of the lighting itself); edge: "
                  "gradient at the oval ÷ the target's (1 = no seam); bg dB / bg max: PSNR and largest "
-                 "difference beyond 25 % of the face width outside the oval (max over cases); ms: "
-                 "swap + blend per face (median)")
+                 "difference beyond 25 % of the face width outside the oval (max over cases); ΔE / ΔE max / "
+                 "ΔL: CIELAB distance of the mean skin colour (result vs target, on the skin both parses agree "
+                 "on; mean, largest), and its L* part; ms: swap + blend + parse per face (median)")
     for name, why in report["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     for case in report["cases"]:

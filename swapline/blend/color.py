@@ -295,3 +295,35 @@ def with_tone(image: np.ndarray, tone: np.ndarray) -> np.ndarray:
         lut = np.clip(np.round(np.polyval(tone[c - 1], lut_y)), 0, 255).astype(np.uint8)
         ycc[..., c] = cv2.LUT(ycc[..., 0], lut)
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
+
+
+TONE_GAIN_RANGE = (0.33, 3.0)  # the most a skin-tone gain may brighten or darken a channel
+TONE_MIN_PIXELS = 32
+
+
+def skin_tone_gain(face: np.ndarray, target: np.ndarray, where: np.ndarray) -> np.ndarray | None:
+    """Per-channel gain that gives ``face`` the mean skin colour of ``target`` (both
+    ``(h, w, 3) uint8`` BGR) over ``where`` ``(h, w) bool`` (skin of the target that the swap
+    covers). Means are taken in linear light (sRGB decoded), so the gain keeps the face's own
+    shading and texture and moves only its tone. Returns ``(3,) float32`` for the sRGB values
+    (to apply with :func:`apply_tone_gain`), or None with fewer than :data:`TONE_MIN_PIXELS`."""
+    if int(np.count_nonzero(where)) < TONE_MIN_PIXELS:
+        return None
+    f = _linear(face[where])
+    t = _linear(target[where])
+    gain_lin = t.mean(0) / np.maximum(f.mean(0), 1e-4)
+    # a gain g in linear light is about g ** (1 / 2.2) on the encoded values
+    gain = np.clip(gain_lin ** (1.0 / 2.2), *TONE_GAIN_RANGE)
+    return gain.astype(np.float32)
+
+
+def apply_tone_gain(face: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``face`` ``(h, w, 3) uint8`` BGR times ``gain`` ``(3,)`` per channel (saturated)."""
+    g = np.asarray(gain, np.float64).reshape(3)
+    return cv2.multiply(face, (float(g[0]), float(g[1]), float(g[2]), 0.0), dtype=cv2.CV_8U)
+
+
+def _linear(pixels: np.ndarray) -> np.ndarray:
+    """``(N, 3) uint8`` sRGB-encoded → ``(N, 3) float32`` linear light 0..1."""
+    x = np.asarray(pixels, np.float32) / np.float32(255.0)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)

@@ -73,7 +73,7 @@ def tighten(mask: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(m, 0.0, 1.0, out=m)
 
 
-class _MaskModel:
+class MaskModel:
     """Shared plumbing: input layout and size from the session, alignment; the session runs
     through a :class:`~swapline.runtime.model.ModelRunner` (input type, a batch fixed at 1, at
     most ``max_batch`` faces per call)."""
@@ -156,7 +156,7 @@ class _MaskModel:
         return out
 
 
-class OcclusionMasker(_MaskModel):
+class OcclusionMasker(MaskModel):
     """XSeg: ``(N, S, S, 1)`` or ``(N, 1, S, S)`` probability -> keep mask (1 = visible face)."""
 
     def _decode(self, y: np.ndarray) -> list[np.ndarray]:
@@ -168,7 +168,7 @@ class OcclusionMasker(_MaskModel):
         return list(y)
 
 
-class RegionMasker(_MaskModel):
+class RegionMasker(MaskModel):
     """BiSeNet: ``(N, 19, S, S)`` logits -> 1 where the best class is one of ``regions``."""
 
     def __init__(self, session: Any, spec: MaskerSpec, regions: Sequence[str] = DEFAULT_REGIONS,

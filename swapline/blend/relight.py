@@ -14,6 +14,7 @@ Normals are in the mesh's frame (x right, y down, z away from the camera; see
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 N_COEFFS = 9
@@ -126,3 +127,29 @@ def shading_map(normals: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(n, axis=-1, keepdims=True)
     n = np.where(length > 1e-6, n / np.maximum(length, 1e-6), 0.0)
     return shading(n, coeffs)
+
+
+LOW_LIGHT_GAIN_RANGE = (0.5, 2.0)
+
+
+def low_light_gain(face: np.ndarray, target: np.ndarray, where: np.ndarray, sigma: float,
+                   strength: float = 1.0, max_side: int = 96) -> np.ndarray | None:
+    """``(h, w) float32`` gain that gives ``face`` the low-frequency luminance of ``target``
+    (both ``(h, w, 3) uint8`` BGR): the ratio of their luminances low-passed by a Gaussian of
+    ``sigma`` px, each averaged only over ``where`` ``(h, w) bool`` (normalised convolution: the
+    target's skin that the swap covers), raised to ``strength`` (0: no change, 1: the target's
+    light at that scale). Computed at most ``max_side`` px on the long side and resized back (a
+    low-pass has no detail). None when ``where`` is almost empty."""
+    h, w = where.shape
+    if int(np.count_nonzero(where)) < 64 or strength <= 0:
+        return None
+    s = min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+             for x in (face, target)]
+    wt = cv2.resize(where.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    sg = max(0.5, sigma * s)
+    norm = cv2.GaussianBlur(wt, (0, 0), sg) + 1e-4
+    lf, lt = (cv2.GaussianBlur(x * wt, (0, 0), sg) / norm for x in small)
+    gain = np.clip(np.maximum(lt, 1.0) / np.maximum(lf, 1.0), *LOW_LIGHT_GAIN_RANGE) ** np.float32(strength)
+    return cv2.resize(gain.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)

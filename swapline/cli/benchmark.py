@@ -38,13 +38,18 @@ def register(subparsers: Any) -> None:
     g = p.add_argument_group("--quality")
     g.add_argument("--quality", action="store_true",
                    help="realism of the built-in swap per variant (before, +validity, +occluders, +relight, "
-                        "+multiband, after, poisson) over press photos, hard photos and video frames of "
-                        "../shared/media: identity cosines, lighting correlation, edge ratio, background PSNR")
+                        "+multiband, colour (no face parser), after, relight-0/0.6/1, poisson) over press "
+                        "photos, hard photos, a group and video frames of ../shared/media: identity cosines, "
+                        "lighting correlation, edge ratio, background PSNR, skin tone (ΔE), ms per face")
     g.add_argument("--quick", action="store_true", help="with --quality: four cases instead of all")
     g.add_argument("--sheet", type=Path, default=Path("swapline-quality.png"), metavar="PNG",
                    help="with --quality: contact sheet path (default: %(default)s)")
-    g.add_argument("--sheet-variants", nargs="+", default=["before", "after"], metavar="NAME",
-                   help="with --quality: variants shown on the contact sheet (default: before after)")
+    g.add_argument("--sheet-variants", nargs="+", metavar="NAME",
+                   help="with --quality: variants shown on the contact sheet (default: colour after)")
+    g.add_argument("--variants", nargs="+", metavar="NAME",
+                   help="with --quality: run only these variants (default: all)")
+    g.add_argument("--cases", nargs="+", metavar="NAME",
+                   help="with --quality: run only these cases (names as the table prints them)")
     g.add_argument("--media", type=Path, metavar="DIR", help="with --quality: the test media folder "
                    "(default: ../shared/media beside the repository)")
     g.add_argument("--verbose", action="store_true", help="with --quality: also print every case's rows")
@@ -55,11 +60,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, runtime: RuntimeConfig) -> int:
     """Run the benchmark the options ask for."""
     if args.quality:
-        from ..bench.quality import run_quality_benchmark
+        from ..bench.quality import SHEET_VARIANTS, run_quality_benchmark
 
+        sheet_variants = args.sheet_variants or [v for v in SHEET_VARIANTS if not args.variants or v in args.variants]
         return run_quality_benchmark(runtime, quick=args.quick, sheet=args.sheet, json_path=args.json,
-                                     verbose=args.verbose, sheet_variants=args.sheet_variants,
-                                     media=args.media)
+                                     verbose=args.verbose, sheet_variants=sheet_variants,
+                                     media=args.media, cases=args.cases, variants=args.variants)
     if args.video:
         from ..bench.video import run_video_benchmark
 

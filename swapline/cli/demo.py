@@ -54,6 +54,8 @@ def run_demo(output_dir: Path, runtime: RuntimeConfig, *, progress: bool = True)
         h = session.load_source(hopper)
         into_hopper = session.swap(a, hopper)
         into_astronaut = session.swap(h, astronaut)
+        for line in session.models.take_notices():  # e.g. the face parser could not be fetched
+            print(f"swapline demo: {line}", file=sys.stderr)
         files = {
             "astronaut.png": astronaut,
             "grace_hopper.jpg": hopper,

@@ -174,8 +174,12 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                    help="model for --face-mask-types occlusion: "
                         + ", ".join(n for n, m in MASKERS.items() if m.kind == "occlusion") + " (default: %(default)s)")
     g.add_argument("--face-parser-model", default=d.face_parser_model, metavar="NAME",
-                   help="model for --face-mask-types region: "
+                   help="face parser (which source pixels are face; the target's hair, hat and glasses "
+                        "frames stay in front; --face-mask-types region): "
                         + ", ".join(n for n, m in MASKERS.items() if m.kind == "region") + " (default: %(default)s)")
+    g.add_argument("--no-face-parser", dest="face_parsing", action="store_false",
+                   help="judge hair, glasses and shadows by colour instead of the face parser (no model "
+                        "fetched; faster, less real)")
     g.add_argument("--face-mask-regions", nargs="+", default=list(d.face_mask_regions), metavar="REGION",
                    choices=tuple(REGIONS),
                    help="face-parser regions kept by the region mask (default: "
@@ -196,9 +200,9 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--face-mask-padding", type=float, nargs="+", default=[0.0], metavar="F",
                    help="box mask padding: 1, 2 or 4 fractions (top right bottom left)")
     g.add_argument("--keep-occluders", dest="keep_occluders", action="store_true",
-                   help="keep what is not skin in front of the target's face (hair, a fringe, glasses "
-                        "frames, hands) in front of the swap; looks more real, reads a little less "
-                        "like the source to a face recognizer (+8 ms)")
+                   help="without the face parser: keep what is not skin by colour in front of the target's "
+                        "face (hair, a fringe, glasses frames, hands) (+8 ms); the parser keeps hair, hat and "
+                        "glasses frames in front always")
     g.add_argument("--occlusion-gate", dest="keep_occluders", action="store_true",
                    help="old name of --keep-occluders (the column-wise gate it named is gone)")
     g.add_argument("--no-source-validity", dest="source_validity", action="store_false",
@@ -217,6 +221,10 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "face mesh's normals) replaces the source's shading and colour cast; the rest "
                         "is the source in its own light, colour-matched by --color-match (lab: scaled "
                         "to the target's skin colour in the same step) (default: %(default)s)")
+    g.add_argument("--light-match", type=float, default=d.light_match, metavar="R",
+                   help="0..1, with the face parser: how much of the target's broad light and shade "
+                        "(measured on its skin) the swapped face takes, so that no shadow of the source "
+                        "comes along; less keeps more of the source's look (default: %(default)s)")
     g.add_argument("--no-detail-match", dest="detail_match", action="store_false",
                    help="keep the source's full sharpness (by default the face is softened to the "
                         "target's level of detail, so it does not look pasted on or shimmer in video)")
@@ -284,6 +292,7 @@ def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
         keep_occluders=args.keep_occluders,
         source_validity=args.source_validity,
         relight=args.relight,
+        light_match=args.light_match,
         color_match=args.color_match,
         detail_match=args.detail_match,
         face_swapper_model=args.face_swapper_model,
@@ -294,6 +303,7 @@ def swap_config_from_args(args: argparse.Namespace) -> SwapConfig:
         face_enhancer_weight=args.face_enhancer_weight,
         face_occluder_model=args.face_occluder_model,
         face_parser_model=args.face_parser_model,
+        face_parsing=args.face_parsing,
         face_mask_regions=tuple(args.face_mask_regions),
         blend=args.blend,
     )

@@ -240,6 +240,8 @@ class Runner:
         source = self._prepare(job.config, list(job.sources), source_images)
         token.check()
         result = self.session.swap(source, target_image, job.config)
+        for line in self.session.models.take_notices():
+            reporter.warn(line)
         token.check()
         copied = False
         if not result.faces:
@@ -281,6 +283,8 @@ class Runner:
         reporter.start(max(0, end - job.video.trim_start))
         source = self._prepare(job.config, list(job.sources), source_images)
         token.check()
+        for line in self.session.models.take_notices():
+            reporter.warn(line)
         report = self.session.swap_video(source, target, out, job.config, job.video, force=job.force, progress=False,
                                     on_progress=reporter.progress, cancel=lambda: token.cancelled)
         if report.damaged_packets or report.concealed_frames or report.missing_frames:

@@ -268,7 +268,7 @@ class LiveEngine:
             return None
         session = self._session
         stages = frame_stages(session.analyser, source, config, self._video, fps=self._fps,
-                              processors=session.processors(config, source))
+                              processors=session.processors(config, source), live=True)
         return _Chain(stages)
 
     # -- figures ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,8 @@ class FrameWork:
         chosen: the faces to swap.
         output: the swapped frame, after the swap stage.
         changed: ``(H, W) bool`` pixels that may differ from ``image``.
+        parses: per chosen face its :class:`~swapline.blend.parsing.FaceParse`, after the
+            parse stage (None: no face parser in use).
         times: per-stage milliseconds spent on this frame.
     """
 
@@ -51,6 +54,7 @@ class FrameWork:
     chosen: list[Face] = field(default_factory=list)
     output: np.ndarray | None = None
     changed: np.ndarray | None = None
+    parses: list[Any] | None = None
     times: StageTimes = field(default_factory=StageTimes)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..swap.mesh_blend import blend_face, mesh_area_masks, needs_geometry
 from ..blend.mask_models import region_affine, warp_mask
+from ..blend.parsing import SKIN, FaceParse, occluder_mask, parse_faces, region_mask
 from ..blend.paste import paste_back, paste_where
 from ..config import SwapConfig
 from ..face.types import Face
@@ -23,8 +24,8 @@ from .processors import NO_PROCESSORS, Processors
 __all__ = ["NO_PROCESSORS", "Processors", "Steadiers", "frame_path", "swap_faces"]
 
 Steady = Callable[[np.ndarray], np.ndarray]
-# per face: smoothers over time of its colour statistics, detail blur and lighting (or None)
-Steadiers = tuple[Steady | None, Steady | None, Steady | None]
+# per face: smoothers over time of its colour statistics, detail blur, lighting and skin tone (or None)
+Steadiers = tuple[Steady | None, Steady | None, Steady | None, Steady | None]
 
 
 def frame_path(config: SwapConfig, processors: Processors) -> str:
@@ -49,21 +50,39 @@ def frame_path(config: SwapConfig, processors: Processors) -> str:
 
 
 def _model_masks(frame: np.ndarray, faces: Sequence[Face], config: SwapConfig,
-                 processors: Processors, times: StageTimes | None) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """Per face, the masks of the ``"mask"`` processors the config turns on, as ``(crop mask, M)``."""
+                 processors: Processors, times: StageTimes | None,
+                 parses: Sequence[FaceParse | None]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per face, the masks of the ``"mask"`` processors the config turns on and the region mask
+    of its parse (``region`` among the mask types), as ``(crop mask, M)``."""
     per_face: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in faces]
     for kind, model in processors.loaded("mask"):
         if kind.mask_type in config.face_mask_types and faces:
             with timed(times, kind.timing or kind.name):
                 for i, cm in enumerate(model.crop_masks(frame, faces)):
                     per_face[i].append(cm)
+    if "region" in config.face_mask_types:
+        with timed(times, "mask"):
+            for i, parse in enumerate(parses):
+                if parse is not None:
+                    per_face[i].append(region_mask(parse, config.face_mask_regions))
     return per_face
+
+
+def frame_parses(frame: np.ndarray, faces: Sequence[Face], processors: Processors,
+                 times: StageTimes | None = None) -> list[FaceParse | None]:
+    """The parse of each face (None per face without a face parser)."""
+    parser = processors.get("parser")
+    if parser is None or not faces:
+        return [None] * len(faces)
+    with timed(times, "parse"):
+        return parse_faces(parser, frame, faces)
 
 
 def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
                times: StageTimes | None = None,
                steady: Callable[[Face], Steadiers] | None = None,
-               processors: Processors = NO_PROCESSORS) -> tuple[np.ndarray, np.ndarray]:
+               processors: Processors = NO_PROCESSORS,
+               parses: Sequence[FaceParse | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Swap ``source`` into each of ``faces`` of ``frame``, then enhance them if asked.
 
     Args:
@@ -71,7 +90,9 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
         faces: target faces with meshes, already selected.
         steady: gives, per face, smoothers of its colour statistics, detail blur and lighting
             over time (video), or None.
-        processors: the neural swapper / enhancer / mask models in use.
+        processors: the neural swapper / enhancer / mask models / face parser in use.
+        parses: each face's parse (a video's parse stage carries them between detection
+            frames); None: parsed here when a face parser is in use.
     Returns:
         ``(out (H, W, 3) uint8, changed (H, W) bool)``: the new frame and the pixels that may
         differ from ``frame`` (every other pixel is bit-identical).
@@ -87,11 +108,13 @@ def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, con
     changed = np.zeros(frame.shape[:2], bool)
     if not faces:
         return out, changed
-    model_masks = _model_masks(frame, faces, config, processors, times)
+    if parses is None or len(parses) != len(faces):
+        parses = frame_parses(frame, faces, processors, times)
+    model_masks = _model_masks(frame, faces, config, processors, times, parses)
     if processors.swapper is not None and processors.source_input is not None:
-        _swap_neural(out, changed, faces, processors, config, model_masks, times)
+        _swap_neural(out, changed, faces, processors, config, model_masks, times, parses)
     else:
-        _swap_builtin(out, changed, faces, source, config, model_masks, times, steady)
+        _swap_builtin(out, changed, faces, source, config, model_masks, times, steady, parses)
     for kind, model in processors.loaded("retouch"):
         assert kind.apply is not None
         with timed(times, kind.timing or kind.name):
@@ -129,16 +152,22 @@ def _swap_neural_on_device(frame: np.ndarray, faces: Sequence[Face], config: Swa
 def _swap_builtin(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], source: SourceFace,
                   config: SwapConfig, model_masks: list[list[tuple[np.ndarray, np.ndarray]]],
                   times: StageTimes | None,
-                  steady: Callable[[Face], Steadiers] | None) -> None:
-    for face, masks in zip(faces, model_masks):
+                  steady: Callable[[Face], Steadiers] | None,
+                  parses: Sequence[FaceParse | None]) -> None:
+    for face, masks, parse in zip(faces, model_masks, parses):
         t0 = time.perf_counter()
         swap = swap_mesh(out, face, source, shape_weight=config.face_shape_weight,
                          keep_target_expression=config.expression == "target",
                          resolution=config.swap_resolution, normals=needs_geometry(config))
         t1 = time.perf_counter()
-        colour, detail, light = steady(face) if steady is not None else (None, None, None)
+        colour, detail, light, tone = steady(face) if steady is not None else (None, None, None, None)
         extra = [warp_mask(m, mat, swap.face_region.shape, region_affine(swap.origin)) for m, mat in masks]
-        region, where = blend_face(swap, config, colour, detail, extra_masks=extra, steady_light=light)
+        occ = skin = None
+        if parse is not None and face.mesh is not None:  # the target's hair, hat, glasses frames in front
+            occ = occluder_mask(parse, swap.original, swap.origin, face.mesh[:, :2] - np.asarray(swap.origin, np.float32))
+            skin = parse.mask((SKIN,), swap.original.shape[:2], swap.origin) > 0.5
+        region, where = blend_face(swap, config, colour, detail, extra_masks=extra, steady_light=light,
+                                   occluders=occ, skin=skin, steady_tone=tone)
         paste_where(out, region, where, swap.origin)
         _mark(changed, where, swap.origin)
         t2 = time.perf_counter()
@@ -149,13 +178,13 @@ def _swap_builtin(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], s
 
 def _swap_neural(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], processors: Processors,
                  config: SwapConfig, model_masks: list[list[tuple[np.ndarray, np.ndarray]]],
-                 times: StageTimes | None) -> None:
+                 times: StageTimes | None, parses: Sequence[FaceParse | None]) -> None:
     assert processors.swapper is not None and processors.source_input is not None
     with timed(times, "swap"):
         patches = processors.swapper.swap(out, faces, processors.source_input, weight=config.face_swapper_weight,
                                           pixel_boost=config.face_swapper_pixel_boost)
     with timed(times, "blend"):
-        for face, patch, masks in zip(faces, patches, model_masks):
+        for face, patch, masks, parse in zip(faces, patches, model_masks, parses):
             shape = patch.alpha.shape
             alpha = patch.alpha.copy()
             mesh = face.mesh[:, :2] - np.asarray(patch.origin, np.float32) if face.mesh is not None else None
@@ -163,8 +192,21 @@ def _swap_neural(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], pr
                 np.minimum(alpha, m * config.face_swapper_weight, out=alpha)
             for m, mat in masks:
                 np.minimum(alpha, warp_mask(m, mat, shape, region_affine(patch.origin)), out=alpha)
+            if parse is not None and mesh is not None:  # the target's hair, hat, glasses frames in front
+                below = _region(out, patch.origin, shape)
+                np.minimum(alpha, 1.0 - occluder_mask(parse, below, patch.origin, mesh), out=alpha)
             paste_back(out, patch.patch, alpha, patch.origin, out=out)
             _mark(changed, alpha > 0, patch.origin)
+
+
+def _region(frame: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """``(h, w, 3) uint8``: the frame's pixels over a region at ``origin`` (edge pixels repeated
+    where it sticks out of the frame)."""
+    h, w = shape
+    x0, y0 = int(origin[0]), int(origin[1])
+    ys = np.clip(np.arange(y0, y0 + h), 0, frame.shape[0] - 1)
+    xs = np.clip(np.arange(x0, x0 + w), 0, frame.shape[1] - 1)
+    return frame[np.ix_(ys, xs)]
 
 
 def _mark(changed: np.ndarray, where: np.ndarray, origin: tuple[int, int]) -> None:

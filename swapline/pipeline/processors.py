@@ -8,7 +8,11 @@ the model, how its object is built from a model session, and where it acts in a 
 * ``"identity"``: made on behalf of another kind (the ArcFace recognizer a swapper names);
 * ``"mask"``: ``crop_masks(frame, faces)`` per face, combined with the other masks by their
   minimum, when the kind's ``mask_type`` is among ``face_mask_types``;
-* ``"retouch"``: patches pasted over the swapped faces (``apply``), in table order.
+* ``"retouch"``: patches pasted over the swapped faces (``apply``), in table order;
+* ``"parse"``: the face parser (:class:`~swapline.blend.parsing.FaceParser`): its classes decide
+  which source texels are face, what of a target stays in front, and the region mask. Wanted by
+  ``face_parsing`` or by the ``region`` mask type; when only ``face_parsing`` wants it and it
+  cannot be had, the job goes on without it and says so once (:meth:`ModelProcessors.take_notices`).
 
 :class:`ModelProcessors` loads what a config asks for through the model store and an
 :class:`~swapline.runtime.engine.Engine` (the kind's module does the rest), caches the objects,
@@ -26,10 +30,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..blend.mask_models import OcclusionMasker, RegionMasker
+from ..blend.mask_models import OcclusionMasker
+from ..blend.parsing import FaceParser
 from ..config import SwapConfig
 from ..enhance.face_enhancer import FaceEnhancer, Patch
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..face.arcface import ArcFace
 from ..face.types import Face
 from ..models.enhance_catalog import ENHANCERS, MASKERS
@@ -41,7 +46,7 @@ from ..swap.mesh import SourceFace
 from ..swap.onnx_swapper import NeuralSwapper
 from ..swap.source import SourceInputs
 
-Stage = Literal["swap", "identity", "mask", "retouch"]
+Stage = Literal["swap", "identity", "mask", "retouch", "parse"]
 #: the weight-free mesh swapper's name in ``face_swapper_model``: no model to load
 BUILTIN = "builtin"
 
@@ -64,6 +69,9 @@ class ProcessorKind:
         on_device: whether the device path (frames on the GPU) runs it; a loaded processor
             without it keeps the frame on the CPU path.
         builtin: a value of ``option`` that means "no model" (the mesh swapper's ``builtin``).
+        wanted: whether a config wants this kind at all (beside ``mask_type``), or None.
+        optional: it may be missing when only ``wanted`` asks for it (not its ``mask_type``):
+            the job goes on without it and says so.
     """
 
     name: str
@@ -78,12 +86,18 @@ class ProcessorKind:
     timing: str = ""
     on_device: bool = False
     builtin: str | None = None
+    wanted: Callable[[SwapConfig], bool] | None = None
+    optional: bool = False
 
     def model_name(self, config: SwapConfig) -> str | None:
         """The model ``config`` asks for, or None (not asked, or the built-in value)."""
         if self.option is None:
             return None
-        if self.mask_type is not None and self.mask_type not in config.face_mask_types:
+        asked = self.mask_type is not None and self.mask_type in config.face_mask_types
+        if self.wanted is not None:
+            if not (asked or self.wanted(config)):
+                return None
+        elif self.mask_type is not None and not asked:
             return None
         name = getattr(config, self.option)
         return None if not name or name == self.builtin else str(name)
@@ -130,12 +144,11 @@ OCCLUDER = ProcessorKind(
     make=lambda loader, spec, config: OcclusionMasker(loader.open(spec.name)[0], spec, max_batch=loader.max_batch),
     option="face_occluder_model", mask_type="occlusion", timing="mask")
 PARSER = ProcessorKind(
-    name="parser", stage="mask", title="region mask model",
+    name="parser", stage="parse", title="face parser",
     specs={n: m for n, m in MASKERS.items() if m.kind == "region"},
-    make=lambda loader, spec, config: RegionMasker(loader.open(spec.name)[0], spec, tuple(config.face_mask_regions),
-                                                   max_batch=loader.max_batch),
-    option="face_parser_model", mask_type="region", variant=lambda config: tuple(config.face_mask_regions),
-    timing="mask")
+    make=lambda loader, spec, config: FaceParser(loader.open(spec.name)[0], spec, max_batch=loader.max_batch),
+    option="face_parser_model", mask_type="region", wanted=lambda config: config.face_parsing, timing="parse",
+    optional=True)
 
 #: every kind, in the order they are loaded and (within a stage) applied
 KINDS: tuple[ProcessorKind, ...] = (SWAPPER, RECOGNIZER, ENHANCER, OCCLUDER, PARSER)
@@ -189,6 +202,8 @@ class ModelProcessors:
         self.engine = engine
         self.sources = SourceInputs()
         self._objects: dict[tuple[str, ...], Any] = {}
+        self._missing: dict[tuple[str, str], str] = {}  # optional kinds that could not be had
+        self._notices: list[str] = []
         self._lock = threading.RLock()
 
     @property
@@ -216,6 +231,42 @@ class ModelProcessors:
                 found = self._objects[key] = kind.make(self, spec, config)
             return found
 
+    def load_optional(self, kind: ProcessorKind, config: SwapConfig) -> Any | None:
+        """The ``kind`` processor ``config`` asks for, or None: not asked, or an optional kind
+        asked only by its ``wanted`` rule that cannot be had (said once, as a notice).
+
+        Raises:
+            ConfigError: an unknown model name. ModelError: a model asked for by its mask type
+                cannot be had.
+        """
+        name = kind.model_name(config)
+        if name is None:
+            return None
+        if not kind.optional or (kind.mask_type is not None and kind.mask_type in config.face_mask_types):
+            return self.load(kind, name, config)
+        key = (kind.name, name)
+        with self._lock:
+            if key in self._missing:
+                return None
+            try:
+                return self.load(kind, name, config)
+            except ModelError as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self._missing[key] = reason
+                self._notices.append(f"{kind.title} {name} not available ({reason}); "
+                                     "hair, glasses and shadows are judged by colour instead")
+                return None
+
+    def take_notices(self) -> list[str]:
+        """The one-line notices since the last call (an optional model that could not be had)."""
+        with self._lock:
+            out, self._notices = self._notices, []
+            return out
+
+    def parser(self, config: SwapConfig) -> FaceParser | None:
+        """The face parser ``config`` asks for, or None (see :meth:`load_optional`)."""
+        return self.load_optional(PARSER, config)
+
     def recognizer(self, name: str) -> ArcFace:
         """The identity recognizer called ``name`` (a swapper's ``spec.recognizer``)."""
         return self.load(RECOGNIZER, name, SwapConfig())
@@ -234,7 +285,9 @@ class ModelProcessors:
             name = kind.model_name(config)
             if name is None:
                 continue
-            model = self.load(kind, name, config)
+            model = self.load_optional(kind, config) if kind.optional else self.load(kind, name, config)
+            if model is None:
+                continue
             if kind is SWAPPER:
                 swapper = model
                 if source is not None:
@@ -247,4 +300,5 @@ class ModelProcessors:
         """Drop every processor and cached source input (made again on next use)."""
         with self._lock:
             self._objects.clear()
+            self._missing.clear()
         self.sources.clear()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..blend.parsing import FaceParser
 from ..config import SwapConfig
 from ..errors import ConfigError, NoFaceError
 from ..face.analyse import FaceAnalyser
@@ -34,9 +35,11 @@ def as_image(item: ImageLike, what: str) -> np.ndarray:
     return read_image(item, what)
 
 
-def load_source(analyser: FaceAnalyser, sources: ImageLike | Sequence[ImageLike], config: SwapConfig) -> SourceFace:
+def load_source(analyser: FaceAnalyser, sources: ImageLike | Sequence[ImageLike], config: SwapConfig,
+                parser: FaceParser | None = None) -> SourceFace:
     """The source identity from one or more images (the largest face of each), prepared with
-    ``config``'s detector settings and ``source_validity``.
+    ``config``'s detector settings and ``source_validity``; with a face ``parser``, only what it
+    classes as face (skin, brows, eyes, nose, mouth, lips) is pasted.
 
     Raises:
         ConfigError: no image given, or an array that is not ``(H, W, 3) uint8``.
@@ -52,7 +55,9 @@ def load_source(analyser: FaceAnalyser, sources: ImageLike | Sequence[ImageLike]
                                  detector_size=config.face_detector_size)[0]
         if not faces:
             raise NoFaceError(f"no face found in the source image{_name(item)}")
-        prepared.append(prepare_source(image, order_faces(faces, "large-small")[0], validity=config.source_validity))
+        face = order_faces(faces, "large-small")[0]
+        parse = parser.parse(image, [face])[0] if parser is not None and config.source_validity else None
+        prepared.append(prepare_source(image, face, validity=config.source_validity, parse=parse))
     return merge_sources(prepared)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import resource
+import threading
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..blend.parsing import FaceParse, FaceParser, carry
 from ..config import SwapConfig, VideoConfig
 from ..errors import JobCancelled, OutputError
 from ..face.analyse import FaceAnalyser
@@ -105,8 +107,9 @@ def peak_rss_mb() -> float:
 
 def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig, video: VideoConfig, *,
                  fps: float, reference: np.ndarray | None = None, still: bool = False,
-                 processors: Processors = NO_PROCESSORS) -> list[Stage]:
-    """The detect, follow and swap stages for one job (each stage's state is its own)."""
+                 processors: Processors = NO_PROCESSORS, live: bool = False) -> list[Stage]:
+    """The detect, follow, parse (with a face parser) and swap stages for one job (each stage's
+    state is its own). ``live``: frames never wait for the parser (see :func:`parse_stage`)."""
     follower = FaceFollower(analyser, config, fps=fps, reference=reference, still=still)
     interval = 1 if still else video.detect_interval
 
@@ -120,27 +123,98 @@ def frame_stages(analyser: FaceAnalyser, source: SourceFace, config: SwapConfig,
     def follow(batch: list[FrameWork]) -> list[FrameWork]:
         return [follower.process(work) for work in batch]
 
-    # the swap stage's own state: colour statistics, detail blur and lighting per track
+    # the swap stage's own state: colour statistics, detail blur, lighting and skin tone per track
     colour: dict[int, EmaStats] = {}
     detail: dict[int, EmaStats] = {}
     light: dict[int, EmaStats] = {}
+    tone: dict[int, EmaStats] = {}
 
     def steady(face: Face) -> Steadiers:
         if still or face.track_id is None:
-            return None, None, None
+            return None, None, None, None
         tid = face.track_id
-        return colour.setdefault(tid, EmaStats()), detail.setdefault(tid, EmaStats()), light.setdefault(tid, EmaStats())
+        return (colour.setdefault(tid, EmaStats()), detail.setdefault(tid, EmaStats()),
+                light.setdefault(tid, EmaStats()), tone.setdefault(tid, EmaStats()))
 
     def swap(batch: list[FrameWork]) -> list[FrameWork]:
         for work in batch:
             work.output, work.changed = swap_faces(work.image, work.chosen, source, config, work.times, steady,
-                                                   processors)
+                                                   processors, parses=work.parses)
         return batch
 
     q = video.queue_size
-    return [Stage("detect", detect, batch_size=video.batch_size, queue_size=q),
-            Stage("follow", follow, queue_size=q),
-            Stage("swap", swap, queue_size=q, workers=swap_workers(video, processors))]
+    stages = [Stage("detect", detect, batch_size=video.batch_size, queue_size=q),
+              Stage("follow", follow, queue_size=q)]
+    parser = processors.get("parser")
+    if parser is not None:
+        stages.append(Stage("parse", parse_stage(parser, still=still, background=live), queue_size=q))
+    return [*stages, Stage("swap", swap, queue_size=q, workers=swap_workers(video, processors))]
+
+
+def parse_stage(parser: FaceParser, *, still: bool = False,
+                background: bool = False) -> Callable[[list[FrameWork]], list[FrameWork]]:
+    """The parse stage's work: the chosen faces of a detection frame are parsed; on the frames
+    between, each tracked face's last parse is carried along by its mesh
+    (:func:`~swapline.blend.parsing.carry`), and only a face without one is parsed.
+
+    ``background`` (live): the parser runs on its own thread and no frame waits for it: a
+    detection frame's faces are handed to it when it is free, and every frame takes the newest
+    parse there is, carried to where the face is now (a face not parsed yet has none: the
+    colour-free default blend until its parse is ready, a few frames later)."""
+    if background:
+        return _background_parse(parser)
+    last: dict[int, FaceParse] = {}
+
+    def run(batch: list[FrameWork]) -> list[FrameWork]:
+        for work in batch:
+            fresh = still or work.detections is not None
+            parses: list[FaceParse | None] = []
+            ask = []
+            for i, face in enumerate(work.chosen):
+                old = None if fresh or face.track_id is None else last.get(face.track_id)
+                parses.append(carry(old, face.mesh) if old is not None and face.mesh is not None else None)
+                if parses[-1] is None:
+                    ask.append(i)
+            if ask:
+                with timed(work.times, "parse"):
+                    for i, p in zip(ask, parser.parse(work.image, [work.chosen[i] for i in ask])):
+                        parses[i] = p
+            last.clear()
+            last.update({f.track_id: p for f, p in zip(work.chosen, parses) if f.track_id is not None and p is not None})
+            work.parses = parses
+        return batch
+
+    return run
+
+
+def _background_parse(parser: FaceParser) -> Callable[[list[FrameWork]], list[FrameWork]]:
+    """:func:`parse_stage` with ``background``: one worker thread, never waited for."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="swapline-parse")
+    lock = threading.Lock()
+    last: dict[int, FaceParse] = {}
+    pending: list[Future[None]] = []
+
+    def parse(image: np.ndarray, faces: list[Face]) -> None:
+        done = parser.parse(image, faces)
+        with lock:
+            last.update({f.track_id: p for f, p in zip(faces, done) if f.track_id is not None})
+
+    def run(batch: list[FrameWork]) -> list[FrameWork]:
+        for work in batch:
+            with lock:
+                known = dict(last)
+                busy = bool(pending) and not pending[0].done()
+            tracked = [f for f in work.chosen if f.track_id is not None]
+            stale = any(f.track_id not in known for f in tracked)
+            if tracked and not busy and (work.detections is not None or stale):
+                pending[:] = [pool.submit(parse, work.image, tracked)]
+            work.parses = [carry(known[f.track_id], f.mesh)
+                           if f.track_id in known and f.mesh is not None else None for f in work.chosen]
+        return batch
+
+    return run
 
 
 def swap_workers(video: VideoConfig, processors: Processors) -> int:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..blend.color import lab_with_error
+from ..blend.parsing import FaceParse, clean_source
 from ..face import mesh_topology as topo
 from ..face.mesh_triangles import TRIANGLES
 from ..face.types import Face
@@ -102,6 +103,8 @@ class SourceFace:
         embedding: ``(128,) float32`` unit identity embedding (mean of several sources allowed).
         validity: judge each texel (hair, background, grazing angles) and fill the invalid ones
             from the mirrored side (:mod:`swapline.swap.validity`); False trusts every texel.
+        exclude: ``(h, w) bool`` level-0 texels the face parser says are not face (hair, hat,
+            glasses, ...), or None (the colour skin model judges).
         prepared: level 0 after that: filled texture, validity, shading ratio, SH lighting.
         textures: the filled ``levels`` in the forms the swap samples, validity in channel 4.
         ratios: ``(h, w, 4) uint16`` per level: the texture divided by the source's shading and
@@ -113,12 +116,13 @@ class SourceFace:
     width: float
     embedding: np.ndarray | None
     validity: bool = True
+    exclude: np.ndarray | None = field(default=None, repr=False)
     prepared: PreparedTexture = field(init=False, repr=False)
     textures: tuple[Texture, ...] = field(init=False, repr=False)
     ratios: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        prep = prepare_texture(self.levels[0], self.mesh, use_validity=self.validity)
+        prep = prepare_texture(self.levels[0], self.mesh, use_validity=self.validity, exclude=self.exclude)
         filled = _pyramid(prep.filled, len(self.levels))
         alpha = _pyramid(np.clip(prep.validity * 255.0 + 0.5, 0, 255).astype(np.uint8), len(self.levels))
         object.__setattr__(self, "prepared", prep)
@@ -132,9 +136,10 @@ class SourceFace:
 
 
 def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None = None, *,
-                   validity: bool = True) -> SourceFace:
+                   validity: bool = True, parse: FaceParse | None = None) -> SourceFace:
     """Cut the source face (with room for the outer ring) out of ``image`` and build its
-    texture pyramid. ``face`` must carry a mesh. ``validity``: see :class:`SourceFace`."""
+    texture pyramid. ``face`` must carry a mesh. ``validity``: see :class:`SourceFace`;
+    ``parse``: the face's parse in ``image``, whose non-face classes are never pasted."""
     if face.mesh is None:
         raise ValueError("prepare_source needs a face with a mesh")
     oval = face.mesh[_OVAL, :2]
@@ -150,8 +155,12 @@ def prepare_source(image: np.ndarray, face: Face, embedding: np.ndarray | None =
     mesh[:, 0] -= x0
     mesh[:, 1] -= y0
     width = float(np.ptp(oval[:, 0]))
+    exclude = None
+    if parse is not None and validity:
+        crop, exclude = clean_source(crop, parse, (x0, y0), mesh)
     return SourceFace(levels=_pyramid(crop), mesh=mesh, width=width,
-                      embedding=embedding if embedding is not None else face.embedding, validity=validity)
+                      embedding=embedding if embedding is not None else face.embedding, validity=validity,
+                      exclude=exclude)
 
 
 def pose_mesh(source: np.ndarray, target: np.ndarray, weight: float, keep_target_expression: bool = True) -> np.ndarray:
@@ -419,20 +428,28 @@ def merge_sources(sources: list[SourceFace]) -> SourceFace:
     tris = np.concatenate([_RING_TRIS, topo.MOUTH_FILL, _FACE_TRIS])
     ids = rasterize_ids(dst[tris], (h, w))
     face = ids > _N_BACK
+    # each photo's texels weighted by its own validity (after its mirror fill): hair or glasses
+    # in one photo do not come through where another shows the face
     acc = np.zeros((h, w, 3), np.float32)
+    weight = np.zeros((h, w), np.float32)
     for s in sources:
         src = np.concatenate([s.mesh[:, :2], expand_loop(s.mesh[_OVAL, :2], RING_FACTOR)])
         mx, my = dense_maps(ids, triangle_affines(dst[tris], src[tris]))
-        acc += cv2.remap(s.levels[0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        v = cv2.remap(s.prepared.validity, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT) + 1e-3
+        acc += cv2.remap(s.prepared.filled, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) * v[..., None]
+        weight += v
     texture = base.levels[0].copy()
-    texture[face] = np.clip(acc[face] / len(sources) + 0.5, 0, 255).astype(np.uint8)
+    texture[face] = np.clip(acc[face] / weight[face, None] + 0.5, 0, 255).astype(np.uint8)
+    exclude = None
+    if any(s.exclude is not None for s in sources):  # what no photo shows as face stays excluded
+        exclude = ~face | (weight < 0.5)
     embs = [s.embedding for s in sources if s.embedding is not None]
     emb = None
     if embs:
         m = np.mean(embs, axis=0)
         emb = (m / (np.linalg.norm(m) + 1e-12)).astype(np.float32)
     return SourceFace(levels=_pyramid(texture), mesh=mean_mesh.astype(np.float32), width=base.width, embedding=emb,
-                      validity=base.validity)
+                      validity=base.validity, exclude=exclude)
 
 
 def _pyramid(image: np.ndarray, count: int | None = None, smallest: int = 64) -> tuple[np.ndarray, ...]:

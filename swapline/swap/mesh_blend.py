@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..blend.color import lab_apply, lab_statistics, match_color, monochrome_tone, with_tone, yuv_luma
+from ..blend.color import (apply_tone_gain, lab_apply, lab_statistics, match_color, monochrome_tone,
+                           skin_tone_gain, with_tone, yuv_luma)
 from ..blend.detail import detail_sigma, soften
 from ..blend.masks import area_mask, box_mask, combine_min, feather, polygon_mask
 from ..blend.multiband import multiband_blend, multiband_reach
 from ..blend.poisson import poisson_blend
-from ..blend.relight import fit_face_lighting, mean_shading, shading_map
+from ..blend.relight import fit_face_lighting, low_light_gain, mean_shading, shading_map
 from ..config import SwapConfig
 from ..face import mesh_topology as topo
 from .mesh import COARSE_STEP, MeshSwap
@@ -30,6 +31,8 @@ _INNER_LIPS = topo.as_array(topo.LIPS_INNER)
 # the target's own brows and eyes (their sockets) are never occluders: grown by these fractions
 # of the face width
 OWN_BROWS_GROW, OWN_EYES_GROW = 0.01, 0.05
+TONE_MIN_SKIN = 0.15  # the skin seen must cover this much of the face width squared for the tone and light match
+LOW_LIGHT_SIGMA = 0.15  # fraction of the face width: the scale of the light ``light_match`` takes from the target
 YUV_DETAIL_SIGMA = 0.05  # fraction of the face width: coarser luminance comes from the target
 
 
@@ -151,7 +154,7 @@ def target_light(swap: MeshSwap, steady_light: Callable[[np.ndarray], np.ndarray
     return FaceLight(coeffs, geo.normals, shading_map(geo.normals[3:6], coeffs))
 
 
-def occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
+def find_occluders(swap: MeshSwap, light: FaceLight) -> np.ndarray:
     """``(h, w) float32`` 0..1 over the region, in the target's own (unwarped) pixels: what
     stands in front of its face — hair or a fringe over the forehead and temples, glasses frames
     at the eyes and nose bridge, hands over the edges — found by the target's skin model on the
@@ -207,14 +210,26 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
                steady: Callable[[np.ndarray], np.ndarray] | None = None,
                steady_detail: Callable[[np.ndarray], np.ndarray] | None = None,
                extra_masks: Sequence[np.ndarray] = (),
-               steady_light: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               steady_light: Callable[[np.ndarray], np.ndarray] | None = None,
+               occluders: np.ndarray | None = None, skin: np.ndarray | None = None,
+               steady_tone: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blend the swapped face into its region.
 
-    The chain: the face mask (narrowed by the source texels' validity and, with
-    ``keep_occluders``, by what stands in front of the target's face) → the target's lighting
+    The chain: the face mask (narrowed by the source texels' validity and by what stands in
+    front of the target's face: ``occluders`` from its parse, else with ``keep_occluders`` the
+    colour test) → the target's lighting
     (``relight``: the source's shading ratio times the target's SH shading) and/or the LAB colour
     match → detail match → a monochrome target's tone (grey or sepia stays so) → alpha, multi-band
     or Poisson blend.
+
+    ``occluders``: ``(h, w) float32`` 0..1 over the region, 1 where the target's own pixels stay
+    (bit for bit) in front of the swap (:func:`swapline.blend.parsing.occluder_mask`).
+
+    ``skin``: ``(h, w) bool`` the target's skin by its parse; given, the face takes the target's
+    low-frequency light (``light_match`` of it, at :data:`LOW_LIGHT_SIGMA` of the face width,
+    measured on that skin: :func:`~swapline.blend.relight.low_light_gain`) and then its mean skin
+    colour (:func:`~swapline.blend.color.skin_tone_gain`, smoothed over time by
+    ``steady_tone``), after the SH relight and colour match.
 
     ``steady`` (video) smooths the LAB colour statistics ``(4, 3)`` over time for this face,
     ``steady_detail`` the detail blur, ``steady_light`` the SH lighting ``(9, 3)``, so nothing
@@ -230,7 +245,10 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
     h, w = mask.shape
     width = float(np.ptp(swap.mesh[_OVAL, 0]))
     lit = target_light(swap, steady_light) if needs_geometry(config) else None
-    occ = occluders(swap, lit) if lit is not None and config.keep_occluders else None
+    occ = occluders
+    if lit is not None and config.keep_occluders:  # the colour test too: hands, strands the parse missed
+        by_colour = find_occluders(swap, lit)
+        occ = by_colour if occ is None else np.maximum(occ, by_colour)
     x0, y0, bw, bh = cv2.boundingRect((mask > 0).view(np.uint8))
     if bw == 0 or bh == 0:
         return _restore(out, swap.original, occ), where
@@ -271,6 +289,16 @@ def blend_face(swap: MeshSwap, config: SwapConfig,
         face4 = swap.sample("bgr", sub, alpha=True)
         face = _colour_matched(swap, sub, target, mesh, config, steady)
     m = cv2.multiply(m, face4[..., 3], scale=1.0 / 255.0, dtype=cv2.CV_32F)  # the texels' validity
+    seen = skin[sub] & (m > 0.5) if skin is not None else None
+    # the target's light and skin tone, measured where the parse says skin and the swap shows
+    # (not for a swap that shows little skin, e.g. the mouth alone: its colour match decides)
+    if seen is not None and np.count_nonzero(seen) >= TONE_MIN_SKIN * width * width:
+        light_gain = low_light_gain(face, target, seen, LOW_LIGHT_SIGMA * width, config.light_match)
+        if light_gain is not None:
+            face = cv2.multiply(face, cv2.merge([light_gain] * 3), dtype=cv2.CV_8U)
+        gain = skin_tone_gain(face, target, seen)
+        if gain is not None:
+            face = apply_tone_gain(face, steady_tone(gain) if steady_tone is not None else gain)
     if config.detail_match:  # after the colour match, which can raise contrast
         sigma = detail_sigma(face, target, m > 0.5)
         if steady_detail is not None:

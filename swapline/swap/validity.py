@@ -39,6 +39,8 @@ from ..face.mesh_mirror import MIRROR
 from ..face.normals import FACE_TRIANGLES, vertex_normals
 from .mesh_warp import dense_maps, rasterize_ids, triangle_affines
 
+VALIDITY_SOFT, VALIDITY_SOFT_PARSED = 0.012, 0.03  # blur of the validity's edge, face-width fractions
+PARSED_RAMP = 0.04  # a parsed face part's texels reach full weight this far inside it (face widths)
 RATIO_SCALE = 4096.0  # uint16 fixed point of the albedo ratio (1.0 → 4096; up to 16)
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
@@ -243,8 +245,8 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
         image: ``(h, w, 3) uint8`` BGR crop holding the face.
         mesh: ``(468, 3)`` its FaceMesh in crop pixels.
         use_validity: False trusts every texel (the ratio and lighting are still made).
-        exclude: ``(h, w) bool`` texels known to be invalid (from a mask the caller has, e.g.
-            an occlusion model), or None.
+        exclude: ``(h, w) bool`` texels known not to be face (the face parser's hair, hat,
+            glasses, background...), or None. Given, it replaces the colour skin test.
     """
     h, w = image.shape[:2]
     mesh = np.asarray(mesh, np.float64)
@@ -282,7 +284,13 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     if use_validity:
         stats = skin_statistics(ratio, skin_patches((h, w), mesh) & inside)
         skin = np.ones((h, w), np.float32)
-        if stats is not None:  # features by their own outlines here: brow triangles reach far up
+        if exclude is not None:  # the parser knows hair from shadow; the colour model does not
+            # a ramp inside the face part, so that own and mirrored texels blend, never meet in a seam
+            inner = cv2.distanceTransform((~np.asarray(exclude, bool)).view(np.uint8), cv2.DIST_L2, 5)
+            skin = _smoothstep(inner, 0.0, PARSED_RAMP * width)
+            if stats is not None:  # what no parse class names: a stain, a sticker, a hand
+                skin *= 1.0 - _far_chroma(ratio, stats, inside, mesh, width)
+        elif stats is not None:  # features by their own outlines here: brow triangles reach far up
             features = area_mask((h, w), mesh[:, :2], ("eyes", "brows", "nose", "mouth")) > 0.5
             bands = inside & ~features & (forehead | edge)
             near, far = (cv2.dilate(inside.view(np.uint8), disc(f * width)).view(bool) for f in SURROUND_RING)
@@ -292,8 +300,6 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
             k = max(1, int(round(0.008 * width)))
             skin = np.where(bands, 1.0 - cv2.dilate(foreign, np.ones((2 * k + 1, 2 * k + 1), np.uint8)), 1.0)
         valid = (prior * skin).astype(np.float32)
-        if exclude is not None:
-            valid[exclude] = 0.0
     else:
         valid = inside.astype(np.float32)
 
@@ -306,7 +312,10 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     filled_ratio = np.where(total > 1e-3, (ratio * valid[..., None] + ratio_m * use_m) / np.maximum(total, 1e-3),
                             ratio)
     if use_validity:  # a soft fade, never a cut: blurred, and never beyond the face surface
-        validity = cv2.GaussianBlur(np.clip(total[..., 0], 0.0, 1.0), (0, 0), max(0.5, 0.012 * width)) * inside
+        # wider where the parser cut a whole area out (a fringe, glasses): the target shows
+        # through there, and a long soft ramp hides where its skin meets the source's
+        soft = VALIDITY_SOFT_PARSED if exclude is not None else VALIDITY_SOFT
+        validity = cv2.GaussianBlur(np.clip(total[..., 0], 0.0, 1.0), (0, 0), max(0.5, soft * width)) * inside
     else:
         validity = inside.astype(np.float32)
     if use_validity:
@@ -319,6 +328,20 @@ def prepare_texture(image: np.ndarray, mesh: np.ndarray, *, use_validity: bool =
     ratio16[..., 3] = np.clip(validity * RATIO_SCALE + 0.5, 0, 65535)
     return PreparedTexture(filled=filled8, validity=validity.astype(np.float32), ratio=ratio16,
                            lighting=lighting, raw_validity=valid, shade=shade)
+
+
+def _far_chroma(ratio: np.ndarray, stats: np.ndarray, inside: np.ndarray, mesh: np.ndarray,
+                width: float) -> np.ndarray:
+    """``(h, w) float32`` 0..1: texels of the face surface (``inside``, not its eyes, brows,
+    nose or lips) whose colour — chroma only, so that no shadow counts — is far from the skin's
+    (``stats``, :func:`skin_statistics`), grown a little so a patch goes whole."""
+    test = inside & ~(area_mask(ratio.shape[:2], mesh[:, :2], ("eyes", "brows", "nose", "mouth")) > 0.5)
+    out = np.zeros(inside.shape, np.float32)
+    if test.any():
+        z = (_skin_features(ratio[test]) - stats[0]) / stats[1]
+        out[test] = _smoothstep(np.hypot(z[:, 0], z[:, 1]), FAR_SOFT, FAR_HARD)
+        out = cv2.dilate(out, disc(0.015 * width))
+    return out
 
 
 def occluder_keep(image: np.ndarray, shade: np.ndarray, skin_where: np.ndarray, testable: np.ndarray,

@@ -11,7 +11,7 @@ const EVENT_TYPES = ["started", "progress", "warning", "done", "failed", "cancel
 // model states (swapline.models.store) whose model can run now; others are listed but disabled
 const AT_HAND = new Set(["verified", "original only", "at hand, unverified", "built in", "ready"]);
 // the models the occlusion and region masks use by default (SwapConfig.face_occluder_model / face_parser_model)
-const MASK_MODELS = { occlusion: "xseg", region: "bisenet_resnet_34" };
+const MASK_MODELS = { occlusion: "xseg", region: "bisenet_resnet_18" };
 
 const state = {
   sources: [],          // upload records: {id, kind, name, width, height, frames, size}
@@ -326,13 +326,18 @@ function readOptions({ forFaces = false } = {}) {
     color_match: $("color_match").value,
     blend: $("blend").value,
     relight: Number($("relight").value),
+    light_match: Number($("light_match").value),
     source_validity: $("source_validity").checked,
+    face_parsing: $("face_parsing").checked,
     keep_occluders: $("keep_occluders").checked,
     expression: $("expression").value,
     face_shape_weight: Number($("face_shape_weight").value),
     face_mask_blur: Number($("face_mask_blur").value),
     detail_match: $("detail_match").checked,
   });
+  if (options.face_mask_types.includes("region")) {
+    options.face_mask_regions = Array.from(form.querySelectorAll('input[name="face_mask_regions"]:checked'), (c) => c.value);
+  }
   const enhancer = $("face_enhancer_model").value;
   if (enhancer) options.face_enhancer_model = enhancer;
   if (state.target && state.target.kind === "video") {
@@ -347,6 +352,7 @@ function readOptions({ forFaces = false } = {}) {
 // One line describing what is wrong with the options, or null.
 function optionsProblem(options) {
   if (!options.face_mask_types.length) return "choose at least one mask";
+  if (options.face_mask_regions && !options.face_mask_regions.length) return "choose at least one face region for the region mask";
   if (state.target && state.target.kind === "video") {
     const frames = state.target.frames || 0;
     const start = options.trim_start ?? 0;
@@ -383,6 +389,7 @@ $("preview_frame").addEventListener("input", (e) => {
 });
 
 function optionsChanged(control) {
+  if (control && control.id === "mask_region") $("regions").hidden = !control.checked;
   if (control && ["face_selector_mode"].includes(control.id)) renderFaces();
   if (control && ["face_selector_order", "face_detector_score"].includes(control.id)) loadFaces();
   schedulePreview();
