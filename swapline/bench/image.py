@@ -57,7 +57,7 @@ VARIANTS: dict[str, SwapConfig] = {
     "no-relight": SwapConfig(relight=0.0),
     "relight-1": SwapConfig(relight=1.0),
     "occluders": SwapConfig(keep_occluders=True),
-    "old-default": SwapConfig(source_validity=False, relight=0.0, blend="alpha"),
+    "old-default": SwapConfig(source_validity=False, relight=0.0, blend="alpha", face_parsing=False),
     "no-detail": SwapConfig(detail_match=False),
     "no-parser": SwapConfig(face_parsing=False),
 }

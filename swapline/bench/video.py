@@ -32,11 +32,12 @@ from ..config import RuntimeConfig, SwapConfig, VideoConfig
 from ..video.frames import bgr_to_frame, frame_to_bgr
 
 
-def _streaming(clip: str, source: str, output: str, runtime: RuntimeConfig, video: VideoConfig) -> dict[str, Any]:
+def _streaming(clip: str, source: str, output: str, runtime: RuntimeConfig, video: VideoConfig,
+               parse: bool = True) -> dict[str, Any]:
     from ..api import Session
     from ..pipeline.image import read_image
 
-    with Session(SwapConfig(), runtime) as session:
+    with Session(SwapConfig(face_parsing=parse), runtime) as session:
         src = session.load_source(read_image(source, "source"))
         report = session.swap_video(src, clip, output, video=video, force=True)
     total = sum(m.busy_s for m in report.stages) or 1.0
@@ -188,11 +189,13 @@ def bench_video(clip: Path, source: Path, runtime: RuntimeConfig, video: VideoCo
     with tempfile.TemporaryDirectory(prefix="swapline-bench-") as tmp:
         out_s, out_t = str(Path(tmp) / "streaming.mp4"), str(Path(tmp) / "traditional.mp4")
         streaming = _in_child("streaming", str(clip), str(source), out_s, runtime, video)
+        plain = _in_child("streaming", str(clip), str(source), str(Path(tmp) / "plain.mp4"), runtime, video, False)
         traditional = _in_child("traditional", str(clip), str(source), out_t, runtime, video)
         boxes = face_boxes(clip, runtime)
         report: dict[str, Any] = {
             "clip": str(clip),
             "streaming": streaming,
+            "streaming_no_parser": plain,
             "traditional": traditional,
             "speedup": streaming["fps"] / traditional["fps"],
             "flicker": {"streaming": flicker(clip, out_s, boxes), "traditional": flicker(clip, out_t, boxes)},
@@ -222,13 +225,13 @@ def loop_clip(clip: Path, times: int, output: Path) -> Path:
 def format_video_report(report: dict[str, Any]) -> str:
     """A readable summary of :func:`bench_video`'s report."""
     lines = [f"clip: {report['clip']}"]
-    for name in ("streaming", "traditional"):
+    for name in ("streaming", "streaming_no_parser", "traditional"):
         r = report[name]
         shares = ", ".join(f"{k} {v['busy_s']:.2f}s ({v['share'] * 100:.0f}%)" for k, v in r["stages"].items())
-        lines.append(f"{name:<12} {r['frames']} frames in {r['seconds']:.2f}s = {r['fps']:.1f} fps, "
+        lines.append(f"{name:<20} {r['frames']} frames in {r['seconds']:.2f}s = {r['fps']:.1f} fps, "
                      f"peak RSS {r['peak_rss_mb']:.0f} MiB")
-        lines.append(f"{'':<12} busy: {shares}")
-        lines.append(f"{'':<12} per frame ms: " + ", ".join(f"{k} {v}" for k, v in r["steps_ms_per_frame"].items()))
+        lines.append(f"{'':<20} busy: {shares}")
+        lines.append(f"{'':<20} per frame ms: " + ", ".join(f"{k} {v}" for k, v in r["steps_ms_per_frame"].items()))
     lines.append(f"speed-up streaming/traditional: {report['speedup']:.2f}x")
     lines.append(f"flicker (output change / input change in the face box): streaming "
                  f"{report['flicker']['streaming']:.3f}, traditional {report['flicker']['traditional']:.3f}")

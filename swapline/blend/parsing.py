@@ -186,22 +186,28 @@ def glasses_frames(image: np.ndarray, glasses: np.ndarray, skin: np.ndarray, eye
     (CIELAB distance from its median above :data:`FRAME_DISTANCE`, lightness counted only
     darker) along the glasses' outline (:data:`FRAME_RIM`). What lies behind a lens is skin and eye, seen through glass: not a frame. Masks
     ``(h, w) bool``."""
-    ask = glasses & ~eyes
     out = np.zeros_like(glasses)
-    if not ask.any():
+    if not (glasses & ~eyes).any():
         return out
-    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
     k = max(3, int(FRAME_DETAIL_SIZE * width) | 1)
+    # the glasses' box (and room for the median around it): the rest of the region is no frame
+    x, y, bw, bh = cv2.boundingRect(glasses.view(np.uint8))
+    x0, y0 = max(x - k, 0), max(y - k, 0)
+    box = (slice(y0, min(y + bh + k, glasses.shape[0])), slice(x0, min(x + bw + k, glasses.shape[1])))
+    glasses, skin_all, eyes = glasses[box], skin, eyes[box]
+    ask = glasses & ~eyes
+    lab = cv2.cvtColor(image[box], cv2.COLOR_BGR2LAB)
     local = cv2.medianBlur(lab, min(k, 255))
     d = lab[ask].astype(np.float32) - local[ask].astype(np.float32)
     detail = np.sqrt((d * d).sum(1))
     frame = detail > FRAME_DETAIL
-    if skin.sum() >= 32:  # a thick rim lies along the glasses' outline; a lens' glint does not
+    if skin_all.sum() >= 32:  # a thick rim lies along the glasses' outline; a lens' glint does not
+        skin_lab = cv2.cvtColor(image[skin_all].reshape(-1, 1, 3), cv2.COLOR_BGR2LAB).reshape(-1, 3)
         rim = cv2.distanceTransform(glasses.view(np.uint8), cv2.DIST_L2, 3)[ask] < FRAME_RIM * width
-        e = lab[ask].astype(np.float32) - np.median(lab[skin].astype(np.float32), 0)
+        e = lab[ask].astype(np.float32) - np.median(skin_lab.astype(np.float32), 0)
         chroma = np.hypot(e[:, 1], e[:, 2])
         frame |= rim & (np.maximum(chroma, chroma - FRAME_DARK_WEIGHT * e[:, 0] * (100.0 / 255.0)) > FRAME_DISTANCE)
-    out[ask] = frame
+    out[box][ask] = frame
     return out
 
 

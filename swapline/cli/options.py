@@ -200,9 +200,9 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--face-mask-padding", type=float, nargs="+", default=[0.0], metavar="F",
                    help="box mask padding: 1, 2 or 4 fractions (top right bottom left)")
     g.add_argument("--keep-occluders", dest="keep_occluders", action="store_true",
-                   help="without the face parser: keep what is not skin by colour in front of the target's "
-                        "face (hair, a fringe, glasses frames, hands) (+8 ms); the parser keeps hair, hat and "
-                        "glasses frames in front always")
+                   help="also keep what is not skin by colour in front of the target's face (hands, strands "
+                        "the parser misses; without the parser: hair, a fringe, glasses frames too) (+8 ms); "
+                        "the face parser keeps hair, hat and glasses frames in front always")
     g.add_argument("--occlusion-gate", dest="keep_occluders", action="store_true",
                    help="old name of --keep-occluders (the column-wise gate it named is gone)")
     g.add_argument("--no-source-validity", dest="source_validity", action="store_false",

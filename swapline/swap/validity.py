@@ -40,7 +40,7 @@ from ..face.normals import FACE_TRIANGLES, vertex_normals
 from .mesh_warp import dense_maps, rasterize_ids, triangle_affines
 
 VALIDITY_SOFT, VALIDITY_SOFT_PARSED = 0.012, 0.03  # blur of the validity's edge, face-width fractions
-PARSED_RAMP = 0.04  # a parsed face part's texels reach full weight this far inside it (face widths)
+PARSED_RAMP = 0.02  # a parsed face part's texels reach full weight this far inside it (face widths)
 RATIO_SCALE = 4096.0  # uint16 fixed point of the albedo ratio (1.0 → 4096; up to 16)
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _BROW_TOPS = topo.as_array((70, 63, 105, 66, 107, 336, 296, 334, 293, 300))
