@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ConfigError
-from .models.enhance_catalog import REGIONS
+from .models.enhance_catalog import DEFAULT_REGIONS, REGIONS
 
 SelectorMode = Literal["reference", "one", "many"]
 FaceOrder = Literal[
@@ -84,7 +84,7 @@ class SwapConfig:
     # had) the colour skin model judges instead
     face_parsing: bool = True
     face_parser_model: str = "bisenet_resnet_18"
-    face_mask_regions: tuple[str, ...] = ("skin", "brows", "eyes", "nose", "mouth", "lips")
+    face_mask_regions: tuple[str, ...] = DEFAULT_REGIONS
 
     def __post_init__(self) -> None:
         _choice("face_selector_mode", self.face_selector_mode, SELECTOR_MODES)

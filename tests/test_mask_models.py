@@ -1,4 +1,4 @@
-"""XSeg occlusion and BiSeNet region masks from tiny ONNX models with the real I/O layout."""
+"""XSeg occlusion masks and BiSeNet parses (region masks) from tiny ONNX models with the real I/O layout."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from onnx import TensorProto, helper
 
 from swapline.blend.mask_models import (
     OcclusionMasker,
-    RegionMasker,
     region_affine,
     warp_mask,
 )
+from swapline.blend.parsing import FaceParser, region_mask
 from swapline.errors import ConfigError
 from swapline.models.enhance_catalog import MASKERS, PARSER_CLASSES
 
@@ -122,25 +122,25 @@ def test_occlusion_batches_faces_or_calls_once_per_face() -> None:
 def test_region_mask_selects_only_the_chosen_classes() -> None:
     frame = read("src_obama.jpg")
     session = bisenet_model(PARSER_CLASSES["skin"], PARSER_CLASSES["hair"])
-    spec = MASKERS["bisenet_resnet_34"]
-    face = [_face(OBAMA_KPS)]
-    skin, = RegionMasker(session, spec, regions=("skin",)).crop_masks(frame, face)
-    hair, = RegionMasker(session, spec, regions=("hair",)).crop_masks(frame, face)
-    both, = RegionMasker(session, spec, regions=("skin", "hair")).crop_masks(frame, face)
-    lips, = RegionMasker(session, spec, regions=("lips", "eyes")).crop_masks(frame, face)
-    for mask, _ in (skin, hair, both, lips):
-        assert mask.shape == (512, 512) and mask.dtype == np.float32
+    parse, = FaceParser(session, MASKERS["bisenet_resnet_34"]).parse(frame, [_face(OBAMA_KPS)])
+    assert parse.labels.shape == (512, 512) and parse.labels.dtype == np.uint8
+    assert np.all(parse.labels[:, :256] == PARSER_CLASSES["skin"]) and np.all(parse.labels[:, 256:] == PARSER_CLASSES["hair"])
+    skin, hair, both, lips = (region_mask(parse, r) for r in (("skin",), ("hair",), ("skin", "hair"), ("lips", "eyes")))
+    for mask, m in (skin, hair, both, lips):
+        assert mask.shape == (512, 512) and mask.dtype == np.float32 and m is parse.crop_from_image
     assert np.all(skin[0][:, :230] >= 0.999) and np.all(skin[0][:, 282:] == 0)
     assert np.all(hair[0][:, :230] == 0) and np.all(hair[0][:, 282:] >= 0.999)
     assert np.all(both[0] >= 0.999)
     assert np.all(lips[0] == 0)
     # in the frame: the chosen half of the crop, nothing outside it
-    (mask, origin), = RegionMasker(session, spec, regions=("skin",)).masks(frame, face)
-    full = _in_frame(mask, origin, frame.shape)
+    full = warp_mask(skin[0], skin[1], frame.shape[:2])
     foot = _footprint(frame, skin[1], 512)
     assert np.all(full[foot == 0] == 0)
     left_half = warp_mask(np.pad(np.ones((512, 200), np.float32), ((0, 0), (0, 312))), skin[1], frame.shape[:2])
     assert np.all(full[left_half >= 1.0 - 1e-6] >= 0.999)
+    # the parse's own class masks, over a region of the frame
+    region = parse.mask((PARSER_CLASSES["hair"],), (300, 300), (350, 100))
+    assert np.allclose(region, parse.mask((PARSER_CLASSES["hair"],), frame.shape[:2])[100:400, 350:650], atol=1e-6)
 
 
 def test_masks_in_another_crop_frame() -> None:
@@ -156,5 +156,7 @@ def test_masks_in_another_crop_frame() -> None:
 
 
 def test_unknown_region_is_a_config_error() -> None:
+    frame = read("src_obama.jpg")
+    parse, = FaceParser(bisenet_model(1, 17), MASKERS["bisenet_resnet_34"]).parse(frame, [_face(OBAMA_KPS)])
     with pytest.raises(ConfigError):
-        RegionMasker(bisenet_model(1, 17), MASKERS["bisenet_resnet_34"], regions=("beard",))
+        region_mask(parse, ("beard",))

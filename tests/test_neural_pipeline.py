@@ -15,13 +15,14 @@ from swapline.api import Session
 from swapline.config import RuntimeConfig, SwapConfig, VideoConfig
 from swapline.errors import ConfigError, ModelError
 from swapline.gpu import DevicePath
-from swapline.models.enhance_catalog import ENHANCERS
+from swapline.models.enhance_catalog import ENHANCERS, PARSER_CLASSES
 from swapline.models.registry import full_catalog
 from swapline.models.store import ModelStore
 from swapline.video.reader import probe
 
 from .conftest import media, read
 from .test_face_enhancer import enhancer_model
+
 from .tiny_models import make_arcface, make_image_model, make_inswapper
 
 
@@ -33,7 +34,10 @@ def _store(model_home: Path, folder: Path, files: dict[str, Path]) -> ModelStore
     """A store whose catalogue points the named models at tiny files in ``folder`` (--model-dir)."""
     catalog = full_catalog()
     for name, path in files.items():
-        catalog[name] = dataclasses.replace(catalog[name], file_name=path.name, sha256=_sha(path),
+        spec = catalog[name]
+        if "bisenet_to_onnx" in spec.convert:  # the stand-in is ONNX already, not a checkpoint
+            spec = dataclasses.replace(spec, convert=(), converted_name=None)
+        catalog[name] = dataclasses.replace(spec, file_name=path.name, sha256=_sha(path),
                                             size=path.stat().st_size, sources=())
     return ModelStore(RuntimeConfig(home=model_home, model_dir=folder), progress=False, catalog=catalog)
 
@@ -60,11 +64,36 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "xseg_zero": make_image_model(folder / "xseg_zero.onnx", {"input": ["n", 256, 256, 3]},
                                       {"output": ["n", 256, 256, 1]}, "noise", scale=0.0, bias=0.0),
     }
+    for name, cls in (("bisenet_hair", PARSER_CLASSES["hair"]), ("bisenet_skin", PARSER_CLASSES["skin"])):
+        out[name] = _parser_model(folder / f"{name}.onnx", cls)
     gfpgan = folder / "gfpgan_negative.onnx"
     gfpgan.write_bytes(enhancer_model(ENHANCERS["gfpgan_1.4"], "negative"))
     out["gfpgan_negative"] = gfpgan
     out["folder"] = folder
     return out
+
+
+def _parser_model(path: Path, cls: int) -> Path:
+    """A BiSeNet stand-in with the real I/O (``input`` [N, 3, 512, 512] -> ``output`` [N, 19,
+    512, 512] logits) whose every pixel is class ``cls``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    logits = np.zeros((1, 19, 1, 1), np.float32)
+    logits[0, cls] = 5.0
+    inits = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+             helper.make_tensor("s", TensorProto.INT64, [1], [0]), helper.make_tensor("e", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("ax", TensorProto.INT64, [1], [1]), numpy_helper.from_array(logits, "logits")]
+    nodes = [helper.make_node("Slice", ["input", "s", "e", "ax"], ["c0"]),
+             helper.make_node("Mul", ["c0", "zero"], ["z"]),
+             helper.make_node("Add", ["z", "logits"], ["output"])]
+    graph = helper.make_graph(nodes, "tiny-bisenet",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 512, 512])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 19, 512, 512])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
 
 
 def _session(neural_home: Path, tiny: dict[str, Path], device_path: DevicePath | None = None,
@@ -198,6 +227,32 @@ def test_occlusion_model_that_sees_only_occluders_keeps_the_target(neural_home: 
         # the VisoMaster XSeg outputs occluder probability (inverted): 0 means "all face", so the
         # swap goes through; the FaceFusion layout (xseg_1) would read 0 as "no face"
         assert np.abs(result.image[box].astype(int) - target[box]).mean() > 5
+
+
+def test_a_neural_swap_keeps_the_targets_hair_in_front_and_takes_region_masks(neural_home: Path,
+                                                                              tiny: dict[str, Path]) -> None:
+    """The face parser acts on a neural swapper too: what it classes as the target's hair stays
+    in front (a parser that sees only hair: nothing is pasted), and the region mask keeps only
+    the chosen classes (FaceFusion's names)."""
+    target = read("src_biden.jpg")
+    swap = SwapConfig(face_swapper_model="inswapper_128")
+    with _session(neural_home, tiny, inswapper_128="inswapper_negative", arcface_w600k_r50="arcface_w600k_r50",
+                  bisenet_resnet_18="bisenet_hair") as s:
+        source = s.load_source(read("src_obama.jpg"))
+        box = _face_box(s, target)
+        hair = s.swap(source, target, swap)
+        diff = np.abs(hair.image[box].astype(int) - target[box])
+        assert diff.max() <= 1, (diff.max(), (diff > 0).mean())  # all of it is the target's hair
+        without = s.swap(source, target, dataclasses.replace(swap, face_parsing=False))
+        assert np.abs(without.image[box].astype(int) - target[box]).mean() > 20
+    with _session(neural_home, tiny, inswapper_128="inswapper_negative", arcface_w600k_r50="arcface_w600k_r50",
+                  bisenet_resnet_18="bisenet_skin") as s:
+        source = s.load_source(read("src_obama.jpg"))
+        regions = dataclasses.replace(swap, face_mask_types=("oval", "region"))
+        skin = s.swap(source, target, dataclasses.replace(regions, face_mask_regions=("skin",)))
+        assert np.abs(skin.image[box].astype(int) - target[box]).mean() > 20
+        lips = s.swap(source, target, dataclasses.replace(regions, face_mask_regions=("upper-lip", "lower-lip")))
+        assert np.array_equal(lips.image, target)  # no pixel is lips: nothing pasted
 
 
 def test_unknown_and_unavailable_models_are_clear_errors(model_home: Path, tmp_path: Path) -> None:

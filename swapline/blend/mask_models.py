@@ -1,6 +1,6 @@
-"""Model-made masks: XSeg occlusion and BiSeNet face-parser regions.
+"""Model-made masks: XSeg occlusion (and the plumbing the face parser shares).
 
-Both work on the face aligned to the model's template (``spec.template`` at ``spec.size`` px) and
+Mask models work on the face aligned to the model's template (``spec.template`` at ``spec.size`` px) and
 give a ``(S, S) float32`` 0..1 mask in that crop, together with the image -> crop affine. Where the
 mask is wanted — a frame region, a swapper's canvas, another crop — :func:`warp_mask` takes it
 there; everywhere the model did not see (outside its crop) the mask is exactly 0. Combine these
@@ -10,8 +10,8 @@ with the other masks by their minimum (:func:`swapline.blend.masks.combine_min`)
   the unoccluded face (hands, hair, glasses in front of the face read 0). FaceFusion's XSeg
   exports output that directly; VisoMaster's DFL file outputs the occluder probability, which
   is inverted (``spec.inverted``).
-* Region (``--face-mask-types region``): BiSeNet's 19 class logits; the mask is 1 where the
-  arg-max class is one of the chosen regions (:data:`~swapline.models.enhance_catalog.REGIONS`).
+* Region (``--face-mask-types region``): from the face parser's classes
+  (:func:`swapline.blend.parsing.region_mask`).
 
 The edge of either mask is tightened and softened as FaceFusion does: blur (sigma ≈ 1 % of the
 crop side), keep the part above 0.5 and stretch it back to 0..1.
@@ -25,11 +25,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, ModelError
+from ..errors import ModelError
 from ..face.align import crop_box_in_frame, invert_affine, warp_to_template
 from ..face.types import Face
 from ..models.catalog import Normalisation
-from ..models.enhance_catalog import DEFAULT_REGIONS, REGIONS, MaskerSpec
+from ..models.enhance_catalog import MaskerSpec
 from ..runtime.model import ModelRunner
 
 CropMask = tuple[np.ndarray, np.ndarray]            # (mask (S, S) float32, M image -> crop (2, 3))
@@ -166,21 +166,3 @@ class OcclusionMasker(MaskModel):
         if self.spec.inverted:
             y = 1.0 - y
         return list(y)
-
-
-class RegionMasker(MaskModel):
-    """BiSeNet: ``(N, 19, S, S)`` logits -> 1 where the best class is one of ``regions``."""
-
-    def __init__(self, session: Any, spec: MaskerSpec, regions: Sequence[str] = DEFAULT_REGIONS,
-                 smooth: float = 0.01, *, max_batch: int | None = None) -> None:
-        unknown = [r for r in regions if r not in REGIONS]
-        if unknown or not regions:
-            raise ConfigError(f"face mask regions: unknown {unknown or 'none given'}; choose from "
-                              + ", ".join(REGIONS))
-        super().__init__(session, spec, smooth, max_batch=max_batch)
-        self.regions = tuple(regions)
-        self.class_ids = np.array(sorted({c for r in regions for c in REGIONS[r]}), np.int64)
-
-    def _decode(self, y: np.ndarray) -> list[np.ndarray]:
-        labels = np.asarray(y).argmax(axis=1)
-        return [np.isin(lab, self.class_ids).astype(np.float32) for lab in labels]
