@@ -264,6 +264,20 @@ def test_pick_preview_change_options_run_and_download(page: Page, problems: list
     to_source, to_target = _identity(session, result, source, target_embedding)
     assert to_source - to_target >= MIN_MARGIN, ("the result must be the source's person", to_source, to_target)
 
+    # the region mask (the face parser's classes, FaceFusion's names): its regions show when it
+    # is ticked, and the preview follows them
+    regions = page.locator("#regions")
+    expect(regions).to_be_hidden()
+    page.locator("#mask_region").check()
+    expect(regions).to_be_visible()
+    third_src = _wait_preview_settled(page, second_src)
+    regions.get_by_label("nose").uncheck()
+    regions.get_by_label("upper lip").uncheck()
+    regions.get_by_label("lower lip").uncheck()
+    fourth_src = _wait_preview_settled(page, third_src)
+    assert _preview_bytes(page) != second, "the preview must follow the region mask's classes"
+    assert fourth_src != third_src
+
     expect(page.get_by_test_id("error")).to_be_hidden()
     shot = tmp_path / "page.png"
     page.screenshot(path=str(shot), full_page=True)

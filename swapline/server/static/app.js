@@ -433,10 +433,12 @@ async function loadModels() {
     const row = rows.find((r) => r.name === model);
     const box = form.querySelector(`input[name="face_mask_types"][value="${mask}"]`);
     if (!row || !box) continue;
-    const atHand = isAtHand(row);
+    // a model swapline can fetch (and check) is fetched on first use: usable too
+    const atHand = isAtHand(row) || row.downloadable === true;
     box.disabled = !atHand && !box.checked;
     const label = box.parentElement;
-    label.title = atHand ? `uses the ${model} model` : `needs the ${model} model (${row.state})`;
+    label.title = atHand ? `uses the ${model} model${isAtHand(row) ? "" : " (fetched on first use)"}`
+      : `needs the ${model} model (${row.state})`;
     let note = label.querySelector(".mask-note");
     if (!note) {
       note = document.createElement("span");
