@@ -23,6 +23,12 @@ _SHIFT = 4  # fixed-point bits for cv2 polygon drawing (1/16 px)
 _SCALE = float(1 << _SHIFT)
 
 
+def disc(radius: float) -> np.ndarray:
+    """An elliptic structuring element of about ``radius`` pixels: ``(2k+1, 2k+1) uint8``."""
+    k = max(1, int(round(radius)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+
+
 def _fixed(points: np.ndarray) -> np.ndarray:
     """``(K, 2)`` float pixel coordinates -> ``(K, 1, 2) int32`` fixed-point for cv2 drawing."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -29,7 +28,7 @@ from ..face.align import warp_to_template
 from ..face.types import Face
 from ..models.enhance_catalog import PARSER_CLASSES, REGIONS
 from .mask_models import MaskModel, region_affine, tighten, warp_mask
-from .masks import area_mask
+from .masks import area_mask, disc
 
 _C = PARSER_CLASSES
 #: classes a source texel may come from: skin, brows, eyes, nose, mouth, lips
@@ -96,11 +95,6 @@ class FaceParser(MaskModel):
         return out
 
 
-def parse_faces(parser: Any, frame: np.ndarray, faces: Sequence[Face]) -> list[FaceParse | None]:
-    """``parser.parse(frame, faces)``, or a None per face without a parser."""
-    return list(parser.parse(frame, faces)) if parser is not None else [None] * len(faces)
-
-
 def similarity_2d(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """``(2, 3) float64`` least-squares similarity (scale, rotation, shift) taking ``src``
     ``(N, 2)`` onto ``dst`` ``(N, 2)``."""
@@ -164,17 +158,12 @@ def clean_source(image: np.ndarray, parse: FaceParse, origin: Sequence[float], m
         return image, exclude
     width = max(float(np.ptp(np.asarray(mesh)[_OVAL, 0])), 1.0)
     skin = parse.mask((SKIN,), shape, origin) > 0.5
-    eyes = cv2.dilate(area_mask(shape, np.asarray(mesh)[:, :2], ("eyes",)), _disc(EYES_GROW * width)) > 0.5
+    eyes = cv2.dilate(area_mask(shape, np.asarray(mesh)[:, :2], ("eyes",)), disc(EYES_GROW * width)) > 0.5
     frames = glasses_frames(image, glasses, skin, eyes, width)
     if not frames.any():
         return image, exclude
-    frames = cv2.dilate(frames.view(np.uint8), _disc(INPAINT_GROW * width))  # the rim's shadow and glint too
+    frames = cv2.dilate(frames.view(np.uint8), disc(INPAINT_GROW * width))  # the rim's shadow and glint too
     return cv2.inpaint(image, frames, max(2.0, 0.02 * width), cv2.INPAINT_TELEA), exclude
-
-
-def _disc(radius: float) -> np.ndarray:
-    k = max(1, int(round(radius)))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
 
 
 def glasses_frames(image: np.ndarray, glasses: np.ndarray, skin: np.ndarray, eyes: np.ndarray,
@@ -229,13 +218,13 @@ def occluder_mask(parse: FaceParse, image: np.ndarray, origin: Sequence[float], 
     glasses = parse.mask((GLASSES,), shape, origin) > 0.5
     if glasses.any():
         skin = parse.mask((SKIN,), shape, origin) > 0.5
-        eyes = cv2.dilate(area_mask(shape, np.asarray(mesh)[:, :2], ("eyes",)), _disc(EYES_GROW * width)) > 0.5
+        eyes = cv2.dilate(area_mask(shape, np.asarray(mesh)[:, :2], ("eyes",)), disc(EYES_GROW * width)) > 0.5
         occ |= glasses_frames(image, glasses, skin, eyes, width)
     if not occ.any():
         return np.zeros(shape, np.float32)
-    m = cv2.morphologyEx(occ.view(np.uint8), cv2.MORPH_OPEN, _disc(OPEN * width))
-    m = cv2.dilate(m, _disc(GROW * width)).astype(np.float32)
+    m = cv2.morphologyEx(occ.view(np.uint8), cv2.MORPH_OPEN, disc(OPEN * width))
+    m = cv2.dilate(m, disc(GROW * width)).astype(np.float32)
     m = cv2.GaussianBlur(m, (0, 0), max(0.5, SOFT * width))
-    grow = _disc(GROW * width)
+    grow = disc(GROW * width)
     np.maximum(m, cv2.erode(cv2.dilate(occ.view(np.uint8), grow), grow), out=m)  # ⊇ occ: exactly 1 there
     return np.clip(m, 0.0, 1.0, out=m)

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..swap.mesh_blend import blend_face, mesh_area_masks, needs_geometry
 from ..blend.mask_models import region_affine, warp_mask
-from ..blend.parsing import SKIN, FaceParse, occluder_mask, parse_faces, region_mask
-from ..blend.paste import paste_back, paste_where
+from ..blend.parsing import SKIN, FaceParse, occluder_mask, region_mask
+from ..blend.paste import crop_with_padding, paste_back, paste_where
 from ..config import SwapConfig
 from ..face.types import Face
 from ..runtime.timing import StageTimes, timed
@@ -75,7 +75,7 @@ def frame_parses(frame: np.ndarray, faces: Sequence[Face], processors: Processor
     if parser is None or not faces:
         return [None] * len(faces)
     with timed(times, "parse"):
-        return parse_faces(parser, frame, faces)
+        return list(parser.parse(frame, faces))
 
 
 def swap_faces(frame: np.ndarray, faces: Sequence[Face], source: SourceFace, config: SwapConfig,
@@ -193,20 +193,11 @@ def _swap_neural(out: np.ndarray, changed: np.ndarray, faces: Sequence[Face], pr
             for m, mat in masks:
                 np.minimum(alpha, warp_mask(m, mat, shape, region_affine(patch.origin)), out=alpha)
             if parse is not None and mesh is not None:  # the target's hair, hat, glasses frames in front
-                below = _region(out, patch.origin, shape)
+                x0, y0 = (int(v) for v in patch.origin)
+                below = crop_with_padding(out, (x0, y0, x0 + shape[1], y0 + shape[0]))[0]
                 np.minimum(alpha, 1.0 - occluder_mask(parse, below, patch.origin, mesh), out=alpha)
             paste_back(out, patch.patch, alpha, patch.origin, out=out)
             _mark(changed, alpha > 0, patch.origin)
-
-
-def _region(frame: np.ndarray, origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
-    """``(h, w, 3) uint8``: the frame's pixels over a region at ``origin`` (edge pixels repeated
-    where it sticks out of the frame)."""
-    h, w = shape
-    x0, y0 = int(origin[0]), int(origin[1])
-    ys = np.clip(np.arange(y0, y0 + h), 0, frame.shape[0] - 1)
-    xs = np.clip(np.arange(x0, x0 + w), 0, frame.shape[1] - 1)
-    return frame[np.ix_(ys, xs)]
 
 
 def _mark(changed: np.ndarray, where: np.ndarray, origin: tuple[int, int]) -> None:

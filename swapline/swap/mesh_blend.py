@@ -15,7 +15,7 @@ import numpy as np
 from ..blend.color import (apply_tone_gain, lab_apply, lab_statistics, match_color, monochrome_tone,
                            skin_tone_gain, with_tone, yuv_luma)
 from ..blend.detail import detail_sigma, soften
-from ..blend.masks import area_mask, box_mask, combine_min, feather, polygon_mask
+from ..blend.masks import area_mask, box_mask, combine_min, disc, feather, polygon_mask
 from ..blend.multiband import multiband_blend, multiband_reach
 from ..blend.poisson import poisson_blend
 from ..blend.relight import fit_face_lighting, low_light_gain, mean_shading, shading_map
@@ -23,7 +23,7 @@ from ..config import SwapConfig
 from ..face import mesh_topology as topo
 from .mesh import COARSE_STEP, MeshSwap
 from .validity import (CENTRE, EDGE, FEATURE, FOREHEAD_DARK_WEIGHT, OCCLUDER_ANCHOR, OCCLUDER_DARK_WEIGHT,
-                       RATIO_SCALE, disc, forehead_zone, occluder_keep, skin_patches)
+                       RATIO_SCALE, forehead_zone, occluder_keep, skin_patches)
 
 _OVAL = topo.as_array(topo.FACE_OVAL)
 _NOSE_BASE = 2

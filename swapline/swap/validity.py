@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..blend.masks import area_mask
+from ..blend.masks import area_mask, disc
 from ..blend.relight import fit_lighting, shading
 from ..face import mesh_topology as topo
 from ..face.mesh_mirror import MIRROR
@@ -96,12 +96,6 @@ EDGE_TRIANGLES: np.ndarray = (_ring_distance(_OVAL)[FACE_TRIANGLES] <= 2).any(1)
 FEATURE, EDGE, CENTRE = 1, 2, 3
 #: (T,) uint8 part of each face triangle: FEATURE, else EDGE, else CENTRE.
 TRIANGLE_PARTS: np.ndarray = np.where(FEATURE_TRIANGLES, FEATURE, np.where(EDGE_TRIANGLES, EDGE, CENTRE)).astype(np.uint8)
-
-
-def disc(radius: float) -> np.ndarray:
-    """An elliptic structuring element of about ``radius`` pixels: ``(2k+1, 2k+1) uint8``."""
-    k = max(1, int(round(radius)))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
 
 
 def draw_order(mesh: np.ndarray) -> np.ndarray:
