@@ -182,8 +182,8 @@ def add_swap_options(p: argparse.ArgumentParser) -> None:
                         "fetched; faster, less real)")
     g.add_argument("--face-mask-regions", nargs="+", default=list(d.face_mask_regions), metavar="REGION",
                    choices=tuple(REGIONS),
-                   help="face-parser regions kept by the region mask (default: "
-                        f"{' '.join(d.face_mask_regions)})")
+                   help="face-parser classes the region mask keeps, by FaceFusion's names and a few "
+                        f"pairs: {', '.join(REGIONS)} (default: {' '.join(d.face_mask_regions)})")
     g = p.add_argument_group("masks")
     g.add_argument("--face-mask-types", nargs="+", choices=MASK_TYPES, default=list(d.face_mask_types),
                    metavar="TYPE", help="masks combined by their minimum: box (feathered face box), oval "
