@@ -48,6 +48,7 @@ FRAME_RIM = 0.03  # a thick rim: within this fraction of the face width of the g
 # fractions of the face width: the eyes (with lashes) are never frame; specks below OPEN are
 # noise; occluders grow by GROW so their own edge pixels stay whole, then soften over SOFT
 EYES_GROW, OPEN, GROW, SOFT = 0.02, 0.006, 0.006, 0.005
+RIM_BAND = 0.035  # a source's glasses are painted over this far inside their outline (face widths)
 INPAINT_GROW = 0.012  # a source's frames are painted over this far around (face widths)
 _OVAL = topo.as_array(topo.FACE_OVAL)
 
@@ -140,8 +141,9 @@ def source_exclude(parse: FaceParse, shape: tuple[int, int], origin: Sequence[fl
 
 
 def clean_source(image: np.ndarray, parse: FaceParse, origin: Sequence[float], mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A source face made ready to paste: its glasses frames painted over from the skin around
-    them (the eyes behind the lenses are the source's own and stay), and what is not face.
+    """A source face made ready to paste: its glasses frames (:func:`glasses_frames`, and the band
+    of :data:`RIM_BAND` along the glasses' outline) painted over from the skin around them (the
+    eyes behind the lenses are the source's own and stay), and what is not face.
 
     Args:
         image: ``(h, w, 3) uint8`` BGR region of the source image around the face.
@@ -160,6 +162,9 @@ def clean_source(image: np.ndarray, parse: FaceParse, origin: Sequence[float], m
     skin = parse.mask((SKIN,), shape, origin) > 0.5
     eyes = cv2.dilate(area_mask(shape, np.asarray(mesh)[:, :2], ("eyes",)), disc(EYES_GROW * width)) > 0.5
     frames = glasses_frames(image, glasses, skin, eyes, width)
+    # and the band along the glasses' outline, whatever its colour (a rim of amber or clear plastic
+    # passes the colour tests; it lies there by definition)
+    frames |= (cv2.distanceTransform(glasses.view(np.uint8), cv2.DIST_L2, 3) < RIM_BAND * width) & glasses & ~eyes
     if not frames.any():
         return image, exclude
     frames = cv2.dilate(frames.view(np.uint8), disc(INPAINT_GROW * width))  # the rim's shadow and glint too
