@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from ..blend.parsing import FaceParse
 from ..config import SwapConfig
 from ..face.align import kps_from_mesh
 from ..face.analyse import FaceAnalyser
@@ -54,7 +54,7 @@ class FrameWork:
     chosen: list[Face] = field(default_factory=list)
     output: np.ndarray | None = None
     changed: np.ndarray | None = None
-    parses: list[Any] | None = None
+    parses: list[FaceParse | None] | None = None
     times: StageTimes = field(default_factory=StageTimes)
 
 
